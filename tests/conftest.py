@@ -1,0 +1,69 @@
+"""Shared fixtures: every test that takes ``backend`` runs once per selected backend.
+
+Select backends with ``pytest --backend NAME`` (repeatable) or ``ANYNET_TEST_BACKENDS=a,b``;
+by default every backend that works here runs. A selected backend that cannot run here (CuPy
+without a GPU) gives one skip with the one-line reason, never an error.
+
+array-api-strict runs on its non-default ``device1``, so an allocation that forgets
+``device=`` fails loudly, and with the strict flags on: no boolean indexing and no
+data-dependent shapes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import anynet
+from anynet.errors import BackendUnavailableError
+
+# The spec each backend name is tested under (strict: a non-default device on purpose).
+TEST_SPECS = {
+    "numpy": "numpy",
+    "array_api_strict": "array_api_strict:device1",
+    "torch": "torch",
+    "cupy": "cupy",
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        choices=sorted(TEST_SPECS),
+        help="run backend-parametrised tests on this backend (repeatable; default: all here)",
+    )
+
+
+def selected_backends(config) -> list[str]:
+    chosen = config.getoption("--backend")
+    if not chosen and os.environ.get("ANYNET_TEST_BACKENDS"):
+        chosen = [s.strip() for s in os.environ["ANYNET_TEST_BACKENDS"].split(",") if s.strip()]
+    if not chosen:
+        chosen = anynet.available_backends()
+    return chosen
+
+
+def pytest_configure(config):
+    try:
+        import array_api_strict
+    except ImportError:
+        return
+    array_api_strict.set_array_api_strict_flags(boolean_indexing=False, data_dependent_shapes=False)
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        names = selected_backends(metafunc.config)
+        metafunc.parametrize("backend", names, ids=names, indirect=True)
+
+
+@pytest.fixture
+def backend(request) -> anynet.Backend:
+    """The backend under test (see the module docstring)."""
+    try:
+        return anynet.get_backend(TEST_SPECS.get(request.param, request.param))
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc).split(". ")[0])
