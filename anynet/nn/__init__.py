@@ -1,0 +1,67 @@
+"""The engine: layers, losses, penalties and optimizers, written once against the Array API.
+
+Nothing in this package imports NumPy, CuPy or PyTorch (a test proves it, and ruff's
+banned-import rule guards it): arrays come in from a :class:`~anynet.backends.Backend`, and the
+namespace ``xp`` is taken from them or passed down.
+"""
+
+from anynet.nn import functional, init, losses, optim, penalties
+from anynet.nn.layers import (
+    LAYERS,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    layer_from_config,
+)
+from anynet.nn.losses import (
+    mean_squared_error,
+    nll_loss,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
+from anynet.nn.optim import adam, adamw, apply_updates, sgd
+from anynet.nn.params import ParamLayout
+from anynet.nn.penalties import l1_penalty, l2_penalty
+from anynet.nn.step import loss_and_grads, train_step
+
+__all__ = [
+    "LAYERS",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LeakyReLU",
+    "LogSoftmax",
+    "ParamLayout",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "adam",
+    "adamw",
+    "apply_updates",
+    "functional",
+    "init",
+    "l1_penalty",
+    "l2_penalty",
+    "layer_from_config",
+    "loss_and_grads",
+    "losses",
+    "mean_squared_error",
+    "nll_loss",
+    "optim",
+    "penalties",
+    "sgd",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "train_step",
+]

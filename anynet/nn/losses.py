@@ -1,0 +1,122 @@
+"""Losses. Each returns ``(loss, dpred)``: the loss as a 0-d array on the device, and its
+gradient with respect to the prediction it was given.
+
+Returning the gradient with the value means no loss ever needs an autograd, and the fused
+form (``softmax - target`` for cross-entropy from logits) is the one used, not the chain of a
+softmax backward and a log backward.
+
+Targets are integer class labels of shape ``(N,)``, or a ``(N, K)`` array (one-hot or
+probabilities) of the prediction's dtype. ``reduction='mean'`` averages over the ``N`` samples
+(over all elements for :func:`mean_squared_error`), ``'sum'`` adds them up (the from-scratch
+seed's gradients are sums over the batch).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from anynet.nn import functional as F
+
+__all__ = [
+    "LOSSES",
+    "mean_squared_error",
+    "nll_loss",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+]
+
+Array = Any
+
+
+def _targets(pred: Array, targets: Array, xp: Any) -> Array:
+    """Targets as a ``(N, K)`` array of ``pred``'s dtype."""
+    if targets.ndim == 1:
+        return F.one_hot(targets, pred.shape[-1], dtype=pred.dtype, xp=xp)
+    if tuple(targets.shape) != tuple(pred.shape):
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} do not fit predictions of shape "
+            f"{tuple(pred.shape)}: pass class labels of shape ({pred.shape[0]},) or an array "
+            "of the predictions' shape"
+        )
+    return targets
+
+
+def _scale(reduction: str, n: int) -> float:
+    if reduction == "mean":
+        return 1.0 / n
+    if reduction == "sum":
+        return 1.0
+    raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
+
+
+def softmax_cross_entropy(
+    logits: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+) -> tuple[Array, Array]:
+    """Cross-entropy of ``softmax(logits)`` against ``targets``, from logits.
+
+    Computed with a max-shifted log-sum-exp, so logits of +-1e4 in float32 give a finite loss.
+    The gradient is ``softmax(logits) * sum(targets) - targets`` (``softmax - one_hot`` for
+    labels), scaled by the reduction.
+    """
+    xp = array_namespace(logits) if xp is None else xp
+    scale = _scale(reduction, logits.shape[0])
+    T = _targets(logits, targets, xp)
+    logp = F.log_softmax(logits, xp=xp)
+    loss = -xp.sum(T * logp) * scale
+    if targets.ndim == 1:
+        dlogits = (xp.exp(logp) - T) * scale
+    else:
+        dlogits = (xp.exp(logp) * xp.sum(T, axis=-1, keepdims=True) - T) * scale
+    return loss, dlogits
+
+
+def nll_loss(
+    log_probs: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+) -> tuple[Array, Array]:
+    """Negative log-likelihood of log-probabilities (the output of a
+    :class:`~anynet.nn.LogSoftmax` layer), as PyTorch's ``nll_loss``."""
+    xp = array_namespace(log_probs) if xp is None else xp
+    scale = _scale(reduction, log_probs.shape[0])
+    T = _targets(log_probs, targets, xp)
+    return -xp.sum(T * log_probs) * scale, T * (-scale)
+
+
+def sigmoid_binary_cross_entropy(
+    logits: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+) -> tuple[Array, Array]:
+    """Per-class sigmoid with binary cross-entropy, from logits, summed over classes.
+
+    The from-scratch seed's output layer: one independent sigmoid per class. Written as
+    ``max(z, 0) - z * t + log1p(exp(-|z|))``, which never takes the log of 0; the gradient is
+    ``sigmoid(z) - t``.
+    """
+    xp = array_namespace(logits) if xp is None else xp
+    scale = _scale(reduction, logits.shape[0])
+    T = _targets(logits, targets, xp)
+    per_element = xp.where(logits > 0, logits, 0.0) - logits * T
+    per_element = per_element + xp.log1p(xp.exp(-xp.abs(logits)))
+    return xp.sum(per_element) * scale, (F.sigmoid(logits, xp=xp) - T) * scale
+
+
+def mean_squared_error(
+    pred: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+) -> tuple[Array, Array]:
+    """Squared error ``(pred - targets)**2``, averaged over all elements (as PyTorch's
+    ``mse_loss``) or summed."""
+    xp = array_namespace(pred) if xp is None else xp
+    T = _targets(pred, targets, xp)
+    scale = _scale(reduction, math.prod(tuple(pred.shape)))
+    diff = pred - T
+    return xp.sum(diff * diff) * scale, diff * (2.0 * scale)
+
+
+#: Losses by name, for the estimator and model files.
+LOSSES = {
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "nll": nll_loss,
+    "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
+    "mse": mean_squared_error,
+}
