@@ -115,7 +115,9 @@ def download_verified(
     downloader = pooch.HTTPDownloader(progressbar=False, chunk_size=65536, timeout=timeout)
     for url in urls:
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+            )
         except OSError as exc:
             attempts.append((url, f"cannot write in {dest.parent}: {exc}"))
             break

@@ -377,15 +377,15 @@ class Sequential(Layer):
     def param_shapes(self):
         return {
             flat: shape
-            for layer, keys in zip(self.layers, self._keys)
-            for (name, flat), shape in zip(keys, layer.param_shapes().values())
+            for layer, keys in zip(self.layers, self._keys, strict=True)
+            for (name, flat), shape in zip(keys, layer.param_shapes().values(), strict=True)
         }
 
     def init_params(self, *, rng, backend, dtype="float32"):
         """Fresh parameters, layer by layer, from one host generator ``rng``
         (``backend.host_generator(seed)``)."""
         params = {}
-        for layer, keys in zip(self.layers, self._keys):
+        for layer, keys in zip(self.layers, self._keys, strict=True):
             own = layer.init_params(rng=rng, backend=backend, dtype=dtype)
             params.update({flat: own[name] for name, flat in keys})
         return params
@@ -393,7 +393,7 @@ class Sequential(Layer):
     def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True):
         xp = array_namespace(X) if xp is None else xp
         backprops = []
-        for i, (layer, keys) in enumerate(zip(self.layers, self._keys)):
+        for i, (layer, keys) in enumerate(zip(self.layers, self._keys, strict=True)):
             own = {name: params[flat] for name, flat in keys}
             # A layer's dX is wanted only if a layer with parameters (or the caller) precedes it.
             wants_dx = input_grad or i > self._first_with_params

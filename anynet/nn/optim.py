@@ -104,7 +104,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     def update(updates, state, params):
         new_state = []
-        for t, s in zip(transforms, state):
+        for t, s in zip(transforms, state, strict=True):
             updates, s = t.update(updates, s, params)
             new_state.append(s)
         return updates, tuple(new_state)
