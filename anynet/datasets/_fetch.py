@@ -21,12 +21,14 @@ __all__ = ["DownloadFailed", "download_verified"]
 class DownloadFailed(Exception):
     """Every mirror failed; ``attempts`` holds one ``(url, reason)`` per mirror tried.
 
+    ``rejected`` lists the URLs whose download completed but which ``verify`` refused.
     Private to anynet.datasets, which turns it into a user-facing error.
     """
 
-    def __init__(self, attempts: list[tuple[str, str]]):
+    def __init__(self, attempts: list[tuple[str, str]], rejected: list[str] | None = None):
         super().__init__("; ".join(f"{url}: {why}" for url, why in attempts))
         self.attempts = attempts
+        self.rejected = rejected or []
 
 
 class _BoundedWriter:
@@ -108,6 +110,7 @@ def download_verified(
 
     dest = Path(dest)
     attempts: list[tuple[str, str]] = []
+    rejected: list[str] = []
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -126,13 +129,19 @@ def download_verified(
             with os.fdopen(fd, "wb") as file:
                 writer = _BoundedWriter(file, time.monotonic() + total_timeout, max_bytes)
                 downloader(url, writer, None)
+        except Exception as exc:  # any failure of this mirror: note why, try the next
+            attempts.append((url, _describe(exc)))
+            tmp.unlink(missing_ok=True)
+            continue
+        try:
             verify(tmp)
             os.replace(tmp, dest)
             return dest
-        except Exception as exc:  # any failure of this mirror: note why, try the next
-            attempts.append((url, _describe(exc)))
+        except Exception as exc:
+            attempts.append((url, str(exc)))
+            rejected.append(url)
         finally:
             # Never leave a partial or unverified file behind (after a successful
             # os.replace the temporary name no longer exists).
             tmp.unlink(missing_ok=True)
-    raise DownloadFailed(attempts)
+    raise DownloadFailed(attempts, rejected)
