@@ -1,0 +1,14 @@
+"""Feeding data to the engine: a loader that keeps the data set on the backend's device.
+
+>>> from anynet.data import DataLoader
+>>> from anynet.datasets import load_fashion_mnist
+>>> X, y = load_fashion_mnist("train")  # doctest: +SKIP
+>>> loader = DataLoader(X, y, batch_size=256, seed=0)  # doctest: +SKIP
+>>> for X_batch, y_batch in loader: ...  # doctest: +SKIP
+
+The readers of data files live in :mod:`anynet.datasets`.
+"""
+
+from anynet.data.loader import NORMALIZATIONS, DataLoader, Standardizer
+
+__all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]

@@ -1,0 +1,615 @@
+"""A data loader that keeps the data set on the backend's device.
+
+The data set goes to the device once, as it is stored (uint8 pixels: a quarter of float32).
+Each epoch draws a permutation with the backend's own generator, on the device; each batch is
+gathered with ``xp.take``, cast and normalized there. Nothing crosses between host and device
+inside an epoch, which matters on a GPU, where a batch crossing the bus each step wastes it.
+
+When the data set would not fit a device memory budget, the loader streams chunks of it from
+host memory instead; on CuPy through pinned host buffers and a copy stream, so that the copy
+of the next chunk overlaps the work on the current one. The batches are the same either way.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from anynet.backends import Backend, get_backend
+from anynet.errors import DataError
+
+__all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
+
+#: The values ``DataLoader(normalize=...)`` takes, and what each does to a pixel ``x``.
+NORMALIZATIONS = {
+    "unit": "x / 255, in [0, 1]",
+    "standardize": "(x - mean) / std per feature, statistics from the training set",
+    "symmetric": "(x / 255 - 0.5) / 0.5, in [-1, 1] (torchvision's Normalize((0.5,), (0.5,)))",
+    None: "no scaling: the stored values cast to the batch dtype",
+}
+
+
+class Standardizer:
+    """Per-feature mean and standard deviation, computed once on the host in float64.
+
+    Standardizing with statistics of the training set is what lifted the from-scratch
+    Fashion-MNIST MLP from 50% to 87% (scikit-learn's ``scale``). Fit it on the training set
+    and hand the same object to the test set's loader.
+
+    Parameters
+    ----------
+    mean, std : numpy.ndarray
+        Per-feature statistics, of the shape of one sample.
+
+    Attributes
+    ----------
+    mean, std : numpy.ndarray
+        float64, of the shape of one sample.
+    inv_std : numpy.ndarray
+        ``1 / std``, and 0 for features of zero variance: such a feature is constant on the
+        training set, where scikit-learn's ``scale`` leaves it at 0; with a factor of 0 it
+        stays 0 on every other set too, instead of becoming a raw outlier.
+    """
+
+    def __init__(self, mean: Any, std: Any):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(
+                f"mean and std must have the same shape; got {self.mean.shape} and {self.std.shape}"
+            )
+        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std))):
+            raise ValueError("mean and std must be finite")
+        if np.any(self.std < 0):
+            raise ValueError("std must be non-negative")
+        # Below this a standard deviation is rounding noise around a constant feature.
+        tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(self.mean))
+        constant = self.std <= tiny
+        self.inv_std = np.divide(1.0, self.std, out=np.zeros_like(self.std), where=~constant)
+
+    @classmethod
+    def fit(cls, X: Any, *, chunk_rows: int = 8192) -> Standardizer:
+        """Compute the statistics of ``X`` (samples along axis 0) in float64, in chunks.
+
+        Two passes (mean, then squared deviations) keep the variance accurate; chunks keep
+        the float64 copy small (the whole training set in float64 would be 376 MB).
+        """
+        X = np.asarray(X)
+        if X.ndim < 1 or X.shape[0] == 0:
+            raise ValueError(f"cannot fit a Standardizer on an empty array of shape {X.shape}")
+        n = X.shape[0]
+        total = np.zeros(X.shape[1:], dtype=np.float64)
+        for start in range(0, n, chunk_rows):
+            total += np.sum(X[start : start + chunk_rows], axis=0, dtype=np.float64)
+        mean = total / n
+        squares = np.zeros(X.shape[1:], dtype=np.float64)
+        for start in range(0, n, chunk_rows):
+            deviation = X[start : start + chunk_rows].astype(np.float64) - mean
+            squares += np.sum(deviation * deviation, axis=0)
+        return cls(mean, np.sqrt(squares / n))
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Standardize host data in float64: the reference the device path is tested against."""
+        return (np.asarray(X, dtype=np.float64) - self.mean) * self.inv_std
+
+    def __repr__(self) -> str:
+        return f"Standardizer(shape={self.mean.shape})"
+
+
+def _host_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of a dtype given by name or as any backend's dtype object."""
+    try:
+        return np.dtype(dtype)  # a name, or a NumPy dtype/type (NumPy's xp dtypes are types)
+    except TypeError:
+        # torch.float32, array_api_strict.float32: their last dotted part is the NumPy name.
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of one epoch, a pure function of (seed, epoch).
+
+    A run resumed at epoch k therefore draws the same shuffle as an uninterrupted run. 32 bits
+    because every backend's generator accepts that (CuPy's RandomState among them).
+    """
+    return int(np.random.SeedSequence(seed, spawn_key=(epoch,)).generate_state(1)[0])
+
+
+def _default_budget(be: Backend) -> int | None:
+    """Half the free memory of a GPU; no limit on the CPU (host memory is the data's home)."""
+    if be.name == "cupy":
+        with be.device:
+            free, _ = be.library.cuda.runtime.memGetInfo()
+        return int(free) // 2
+    if be.name == "torch" and be.device.type == "cuda":
+        free, _ = be.library.cuda.mem_get_info(be.device)
+        return int(free) // 2
+    return None
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+class DataLoader:
+    """Batches of a labelled data set, held on the backend's device.
+
+    Parameters
+    ----------
+    X : array_like
+        Samples along axis 0, on the host: uint8 pixels (e.g. (N, 28, 28)), or floating point.
+        uint8 stays uint8 on the device (a quarter of float32); floats are stored in ``dtype``.
+    y : array_like
+        Integer class labels of shape (N,), 0 or more.
+    batch_size : int
+        Samples per batch; the last batch is smaller unless ``drop_last``.
+    shuffle : bool
+        Draw a new order every epoch, with the backend's generator, on the device.
+    drop_last : bool
+        Leave out the last, incomplete batch (and with it up to ``batch_size - 1`` samples of
+        this epoch's order).
+    backend : str, Backend or None
+        Where the batches live; ``None`` means ``anynet.get_backend(None)`` (``ANYNET_BACKEND``,
+        else NumPy).
+    seed : int, optional
+        Seed of the shuffle. Epoch k's order is a pure function of ``(seed, k)`` on a given
+        backend. ``None`` draws a seed from the OS once; :attr:`seed` reports it.
+    dtype : str
+        Floating dtype of the X batches (default ``'float32'``).
+    normalize : {'unit', 'standardize', 'symmetric', None}
+        ``'unit'``: x / 255 into [0, 1]. ``'standardize'``: (x - mean) / std per feature,
+        with statistics from ``standardizer`` or else computed once on this ``X``.
+        ``'symmetric'``: (x / 255 - 0.5) / 0.5 into [-1, 1]. ``None``: only the cast.
+        ``'unit'`` and ``'symmetric'`` need uint8 ``X``.
+    standardizer : Standardizer, optional
+        Statistics to reuse with ``normalize='standardize'``: pass the training loader's
+        :attr:`standardizer` to the test loader so both sets are scaled alike.
+    flatten : bool
+        Batches of shape (B, n_features), e.g. (B, 784); ``False`` keeps (B, 28, 28).
+    num_classes : int, optional
+        Labels must be below it; default ``max(y) + 1``.
+    max_device_bytes : int, optional
+        Device memory the stored data set may take. Above it the loader streams chunks from
+        host memory. Default: half the free memory of a GPU; no limit on the CPU.
+    pin_memory : bool, optional
+        Stream through pinned host buffers and a copy stream (CuPy only). Default: on CuPy.
+
+    Attributes
+    ----------
+    n_samples : int
+        Number of samples in the data set.
+    n_features : int
+        Features per sample (784 for Fashion-MNIST).
+    n_classes : int
+        ``num_classes``, or ``max(y) + 1``.
+    epoch : int
+        The epoch the next iteration runs; each ``iter()`` uses it and then adds one.
+    seed : int
+        The shuffle seed in use.
+    standardizer : Standardizer or None
+        The statistics used by ``normalize='standardize'``.
+    streaming : bool
+        Whether the data set streams from the host (it exceeds ``max_device_bytes``).
+    device_bytes : int
+        Device memory the loader holds for the data set (excluding batches handed out).
+
+    Notes
+    -----
+    Iterating gives ``(X_batch, y_batch)``: X floating of shape (B, n_features), y int64 of
+    shape (B,), both on the backend's device. Every sample comes exactly once per epoch (less
+    the left-out tail with ``drop_last``). ``len(loader)`` is the number of batches.
+
+    To resume a run at epoch k with the shuffles an uninterrupted run would have drawn, build
+    the loader with the same seed and call ``loader.set_epoch(k)`` before iterating.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anynet.data import DataLoader
+    >>> X = np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2)
+    >>> y = np.array([0, 1, 2, 0, 1, 2])
+    >>> loader = DataLoader(X, y, batch_size=4, seed=0, backend="numpy")
+    >>> len(loader), loader.n_features
+    (2, 4)
+    >>> [tuple(xb.shape) for xb, yb in loader]
+    [(4, 4), (2, 4)]
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y: Any,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        backend: str | Backend | None = None,
+        seed: int | None = None,
+        *,
+        dtype: str = "float32",
+        normalize: str | None = "unit",
+        standardizer: Standardizer | None = None,
+        flatten: bool = True,
+        num_classes: int | None = None,
+        max_device_bytes: int | None = None,
+        pin_memory: bool | None = None,
+    ):
+        be = get_backend(backend)
+        self.backend = be
+        self.shuffle = _check_flag("shuffle", shuffle)
+        self.drop_last = _check_flag("drop_last", drop_last)
+        self.flatten = _check_flag("flatten", flatten)
+
+        X = self._check_X(X)
+        self.n_samples = int(X.shape[0])
+        self.batch_size = self._check_batch_size(batch_size)
+        y = self._check_y(y, num_classes)
+        self.dtype = self._check_dtype(dtype)
+        self.normalize = self._check_normalize(normalize, X)
+        self.seed = self._check_seed(seed)
+        self.epoch = 0
+
+        self.sample_shape = (prod(X.shape[1:]),) if self.flatten else tuple(X.shape[1:])
+        self.n_features = prod(X.shape[1:])
+        # The host copy the device gets (or that chunks stream from): uint8 as it is, floats
+        # cast once to the batch dtype.
+        host_dtype = np.uint8 if X.dtype == np.uint8 else self._host_dtype
+        self._X_host = np.ascontiguousarray(X.reshape((self.n_samples, *self.sample_shape)))
+        self._X_host = self._X_host.astype(host_dtype, copy=False)
+        self._y_host = y
+
+        self.standardizer = self._check_standardizer(standardizer, X)
+        self._mean = self._inv_std = None
+        if self.standardizer is not None:
+            shape = self.sample_shape
+            host = self._host_dtype
+            self._mean = be.asarray(self.standardizer.mean.reshape(shape).astype(host))
+            self._inv_std = be.asarray(self.standardizer.inv_std.reshape(shape).astype(host))
+
+        row_bytes = self._X_host.itemsize * prod(self.sample_shape) + 8  # + the int64 label
+        resident_bytes = row_bytes * self.n_samples
+        budget = self._check_budget(max_device_bytes)
+        self.max_device_bytes = budget
+        self.streaming = budget is not None and resident_bytes > budget
+        self.pin_memory = self._check_pin_memory(pin_memory)
+        if self.streaming:
+            self._chunk_rows = self._plan_chunks(budget, row_bytes)
+            buffers = 2 if self.pin_memory else 1
+            self.device_bytes = buffers * self._chunk_rows * row_bytes
+            self._X = self._y = None
+        else:
+            self._chunk_rows = 0
+            self.device_bytes = resident_bytes
+            # The one copy to the device; every epoch after this works there.
+            self._X = be.asarray(self._X_host)
+            self._y = be.asarray(self._y_host, dtype="int64")
+
+    # --- argument checks: each error names the argument, what came, and what to do --------
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        try:
+            X = np.asarray(X)
+        except Exception as exc:
+            raise DataError(
+                f"X must be a host array (NumPy or anything NumPy accepts); got "
+                f"{type(X).__name__}, which NumPy cannot read ({exc}). Move it to the host "
+                "first (e.g. backend.to_numpy(X))."
+            ) from None
+        if X.ndim < 2:
+            raise DataError(
+                f"X must have samples along axis 0 and features after it (ndim >= 2); got "
+                f"shape {X.shape}. Reshape a single feature column with X.reshape(-1, 1)."
+            )
+        if X.shape[0] == 0:
+            raise DataError(f"X holds no samples (shape {X.shape}); a loader needs at least one")
+        if X.dtype != np.uint8 and X.dtype.kind != "f":
+            raise DataError(
+                f"X must be uint8 pixels (0-255) or floating point; got dtype {X.dtype}. "
+                "Cast it, e.g. X.astype('uint8') for pixel values or X.astype('float32')."
+            )
+        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+            raise DataError("X holds NaN or infinite values; clean them before loading")
+        return X
+
+    def _check_batch_size(self, batch_size: Any) -> int:
+        if isinstance(batch_size, (bool, np.bool_)):
+            raise TypeError(f"batch_size must be a positive int; got {batch_size!r}")
+        try:
+            value = operator.index(batch_size)
+        except TypeError:
+            raise TypeError(
+                f"batch_size must be a positive int; got {batch_size!r} "
+                f"({type(batch_size).__name__})"
+            ) from None
+        if value < 1:
+            raise ValueError(f"batch_size must be a positive int; got {value}. Use e.g. 64.")
+        if self.drop_last and value > self.n_samples:
+            raise ValueError(
+                f"batch_size={value} exceeds the {self.n_samples} samples and drop_last=True: "
+                "every epoch would be empty. Lower batch_size or set drop_last=False."
+            )
+        return value
+
+    def _check_y(self, y: Any, num_classes: int | None) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise DataError(
+                f"y must be a 1-D array of class labels; got shape {y.shape}. (One-hot labels? "
+                "Pass y.argmax(axis=1).)"
+            )
+        if y.shape[0] != self.n_samples:
+            raise DataError(
+                f"X and y have different lengths: X has {self.n_samples} samples, y has "
+                f"{y.shape[0]} labels; pass the labels that belong to X"
+            )
+        if y.dtype.kind not in "iu":
+            raise DataError(
+                f"y must hold integer class labels; got dtype {y.dtype}. If they are whole "
+                "numbers, cast them with y.astype('int64')."
+            )
+        if num_classes is not None:
+            if isinstance(num_classes, (bool, np.bool_)) or not isinstance(
+                num_classes, (int, np.integer)
+            ):
+                raise TypeError(f"num_classes must be a positive int; got {num_classes!r}")
+            if num_classes < 1:
+                raise ValueError(f"num_classes must be a positive int; got {num_classes}")
+        low, high = int(y.min()), int(y.max())
+        if low < 0:
+            raise DataError(
+                f"y holds the label {low}; class labels must be 0 or more (0 to n_classes - 1)"
+            )
+        if num_classes is not None and high >= num_classes:
+            raise DataError(
+                f"y holds the label {high}, out of range for num_classes={num_classes} (labels "
+                f"0 to {num_classes - 1}); raise num_classes or fix the labels"
+            )
+        self.n_classes = int(num_classes) if num_classes is not None else high + 1
+        return y.astype(np.int64, copy=False)
+
+    def _check_dtype(self, dtype: Any) -> Any:
+        xp = self.backend.xp
+        try:
+            value = self.backend.dtype(dtype)
+            floating = xp.isdtype(value, "real floating")
+        except Exception:
+            floating = False
+        if not floating:
+            raise ValueError(
+                f"dtype must be a real floating dtype such as 'float32' or 'float64'; got {dtype!r}"
+            )
+        self._host_dtype = _host_dtype(value)
+        return value
+
+    def _check_normalize(self, normalize: Any, X: np.ndarray) -> str | None:
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalize must be one of 'unit', 'standardize', 'symmetric' or None; got "
+                f"{normalize!r}"
+            )
+        if normalize in ("unit", "symmetric") and X.dtype != np.uint8:
+            raise DataError(
+                f"normalize={normalize!r} divides by 255 and needs uint8 pixels, but X is "
+                f"{X.dtype}. Pass normalize='standardize' or None for data already scaled."
+            )
+        return normalize
+
+    def _check_seed(self, seed: Any) -> int:
+        if seed is None:
+            # Drawn once, so that set_epoch still reproduces this loader's own epochs.
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be a non-negative int or None; got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None; got {seed}")
+        return int(seed)
+
+    def _check_standardizer(self, standardizer: Any, X: np.ndarray) -> Standardizer | None:
+        if standardizer is not None and self.normalize != "standardize":
+            raise ValueError(
+                f"standardizer is used only with normalize='standardize'; got "
+                f"normalize={self.normalize!r}"
+            )
+        if self.normalize != "standardize":
+            return None
+        if standardizer is None:
+            return Standardizer.fit(X)
+        if not isinstance(standardizer, Standardizer):
+            raise TypeError(
+                f"standardizer must be a Standardizer (e.g. train_loader.standardizer); got "
+                f"{type(standardizer).__name__}"
+            )
+        if standardizer.mean.shape not in (X.shape[1:], (self.n_features,)):
+            raise DataError(
+                f"the standardizer was fitted on samples of shape {standardizer.mean.shape}, "
+                f"but X's samples have shape {X.shape[1:]}"
+            )
+        return standardizer
+
+    def _check_budget(self, max_device_bytes: Any) -> int | None:
+        if max_device_bytes is None:
+            return _default_budget(self.backend)
+        if isinstance(max_device_bytes, (bool, np.bool_)) or not isinstance(
+            max_device_bytes, (int, np.integer)
+        ):
+            raise TypeError(f"max_device_bytes must be a positive int; got {max_device_bytes!r}")
+        if max_device_bytes < 1:
+            raise ValueError(f"max_device_bytes must be a positive int; got {max_device_bytes}")
+        return int(max_device_bytes)
+
+    def _check_pin_memory(self, pin_memory: Any) -> bool:
+        if pin_memory is None:
+            return self.streaming and self.backend.name == "cupy"
+        pin = _check_flag("pin_memory", pin_memory)
+        if pin and self.backend.name != "cupy":
+            raise ValueError(
+                f"pin_memory=True needs the 'cupy' backend; this loader runs on "
+                f"{self.backend.name!r}. Leave pin_memory=None."
+            )
+        return pin and self.streaming
+
+    def _plan_chunks(self, budget: int, row_bytes: int) -> int:
+        """Rows per streamed chunk: whole batches, as many as the budget allows."""
+        buffers = 2 if self.pin_memory else 1
+        batches = budget // (buffers * self.batch_size * row_bytes)
+        if batches < 1:
+            need = buffers * self.batch_size * row_bytes
+            raise ValueError(
+                f"max_device_bytes={budget} cannot hold one chunk of a batch ({need} bytes "
+                f"for batch_size={self.batch_size}); raise max_device_bytes or lower batch_size"
+            )
+        return min(batches * self.batch_size, self._n_used)
+
+    # --- iteration ---------------------------------------------------------------------------
+
+    @property
+    def _n_used(self) -> int:
+        """Samples served per epoch: all of them, or whole batches only with drop_last."""
+        if self.drop_last:
+            return self.n_samples // self.batch_size * self.batch_size
+        return self.n_samples
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-self._n_used // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration run epoch ``epoch`` (its shuffle depends on (seed, epoch)).
+
+        Use it to resume a run: a loader with the same seed, set to epoch k, gives the batches
+        an uninterrupted run gets in its epoch k.
+        """
+        if isinstance(epoch, (bool, np.bool_)) or not isinstance(epoch, (int, np.integer)):
+            raise TypeError(f"epoch must be a non-negative int; got {epoch!r}")
+        if epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int; got {epoch}")
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int | None = None) -> Any:
+        """The sample order of an epoch (default: the next) as int64 indices on the device,
+        or ``None`` without shuffling (the stored order)."""
+        epoch = self.epoch if epoch is None else epoch
+        if not self.shuffle:
+            return None
+        return self.backend.generator(_epoch_seed(self.seed, epoch)).permutation(self.n_samples)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        order = self.order()
+        self.epoch += 1
+        if not self.streaming:
+            return self._iter_resident(order)
+        # The one transfer of a streaming epoch that is not data: its order, at the start.
+        order_host = None if order is None else self.backend.to_numpy(order)
+        if self.pin_memory:
+            return self._iter_pinned(order_host)
+        return self._iter_streaming(order_host)
+
+    def _convert(self, xb: Any) -> Any:
+        """Cast and normalize a batch, on the device."""
+        xp = self.backend.xp
+        x = xp.astype(xb, self.dtype)
+        if self.normalize == "unit":
+            return x / 255.0
+        if self.normalize == "symmetric":
+            # The same arithmetic as torchvision's ToTensor then Normalize(0.5, 0.5).
+            return (x / 255.0 - 0.5) / 0.5
+        if self.normalize == "standardize":
+            return (x - self._mean) * self._inv_std
+        return x
+
+    def _iter_resident(self, order: Any) -> Iterator[tuple[Any, Any]]:
+        xp, B = self.backend.xp, self.batch_size
+        for start in range(0, self._n_used, B):
+            stop = min(start + B, self._n_used)
+            if order is None:
+                xb, yb = self._X[start:stop, ...], self._y[start:stop]
+            else:
+                idx = order[start:stop]
+                xb, yb = xp.take(self._X, idx, axis=0), xp.take(self._y, idx, axis=0)
+            yield self._convert(xb), yb
+
+    def _host_chunk(self, order: np.ndarray | None, c0: int, c1: int) -> tuple[Any, Any]:
+        if order is None:
+            return self._X_host[c0:c1], self._y_host[c0:c1]
+        rows = order[c0:c1]
+        return self._X_host[rows], self._y_host[rows]
+
+    def _iter_streaming(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
+        be, B = self.backend, self.batch_size
+        for c0 in range(0, self._n_used, self._chunk_rows):
+            c1 = min(c0 + self._chunk_rows, self._n_used)
+            X_host, y_host = self._host_chunk(order, c0, c1)
+            X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host, dtype="int64")
+            # Chunks hold whole batches, so batch boundaries match the resident path's.
+            for start in range(0, c1 - c0, B):
+                yield self._convert(X_chunk[start : start + B, ...]), y_chunk[start : start + B]
+
+    def _iter_pinned(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
+        """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight."""
+        import cupyx
+
+        cp, B, rows = self.backend.library, self.batch_size, self._chunk_rows
+        starts = list(range(0, self._n_used, rows))
+        with self.backend.device:
+            compute = cp.cuda.get_current_stream()
+            copy_stream = cp.cuda.Stream(non_blocking=True)
+            shape = (rows, *self.sample_shape)
+            host_X = [cupyx.empty_pinned(shape, dtype=self._X_host.dtype) for _ in range(2)]
+            host_y = [cupyx.empty_pinned((rows,), dtype=np.int64) for _ in range(2)]
+            dev_X = [cp.empty(shape, dtype=self._X_host.dtype) for _ in range(2)]
+            dev_y = [cp.empty((rows,), dtype=cp.int64) for _ in range(2)]
+        uploaded: list[Any] = [None, None]  # copy-stream events: the chunk is on the device
+        consumed: list[Any] = [None, None]  # compute-stream events: its batches are converted
+
+        def upload(i: int) -> int:
+            slot, c0 = i % 2, starts[i]
+            n = min(c0 + rows, self._n_used) - c0
+            if uploaded[slot] is not None:
+                uploaded[slot].synchronize()  # the pinned buffer is free again
+            if order is None:
+                host_X[slot][:n] = self._X_host[c0 : c0 + n]
+                host_y[slot][:n] = self._y_host[c0 : c0 + n]
+            else:
+                # mode='clip' skips the bounds check that makes np.take(out=) slow; the
+                # indices are a permutation, always in range.
+                idx = order[c0 : c0 + n]
+                np.take(self._X_host, idx, axis=0, out=host_X[slot][:n], mode="clip")
+                np.take(self._y_host, idx, axis=0, out=host_y[slot][:n], mode="clip")
+            with self.backend.device:
+                if consumed[slot] is not None:
+                    copy_stream.wait_event(consumed[slot])  # compute is done with this buffer
+                dev_X[slot][:n].set(host_X[slot][:n], stream=copy_stream)
+                dev_y[slot][:n].set(host_y[slot][:n], stream=copy_stream)
+                uploaded[slot] = copy_stream.record()
+            return n
+
+        try:
+            sizes = {0: upload(0)} if starts else {}
+            for i in range(len(starts)):
+                if i + 1 < len(starts):
+                    sizes[i + 1] = upload(i + 1)  # overlaps the work on chunk i
+                slot, n = i % 2, sizes.pop(i)
+                with self.backend.device:
+                    compute.wait_event(uploaded[slot])
+                for start in range(0, n, B):
+                    with self.backend.device:
+                        xb = self._convert(dev_X[slot][start : start + B])
+                        # A copy: the buffer is refilled two chunks on, the caller may keep yb.
+                        yb = dev_y[slot][start : start + B].copy()
+                    yield xb, yb
+                with self.backend.device:
+                    consumed[slot] = compute.record()
+        finally:
+            # An abandoned epoch must not free pinned memory under a copy in flight.
+            copy_stream.synchronize()
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader(n_samples={self.n_samples}, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, backend={self.backend.spec!r}, "
+            f"normalize={self.normalize!r}, streaming={self.streaming})"
+        )
