@@ -331,6 +331,12 @@ def _cuda_device_count(cupy: Any) -> tuple[int, str]:
 
 
 def _cupy_backend(device: str | None) -> Backend:
+    try:
+        index = 0 if device is None else int(device)
+    except ValueError:
+        raise BackendError(
+            f"backend 'cupy:{device}': the device must be a GPU number such as 'cupy:0'"
+        ) from None
     cupy = _import("cupy", "cupy")
     xp = _import("array_api_compat.cupy", "cupy")
     count, why = _cuda_device_count(cupy)
@@ -339,12 +345,6 @@ def _cupy_backend(device: str | None) -> Backend:
             f"backend 'cupy' found CuPy {cupy.__version__} but no CUDA device ({why}). "
             "Use backend 'numpy' on the CPU, or run on a machine with an NVIDIA GPU and driver."
         )
-    try:
-        index = 0 if device is None else int(device)
-    except ValueError:
-        raise BackendError(
-            f"backend 'cupy:{device}': the device must be a GPU number such as 'cupy:0'"
-        ) from None
     if not 0 <= index < count:
         raise BackendUnavailableError(
             f"backend 'cupy:{index}': this machine has {count} CUDA device(s), numbered 0 to "
@@ -466,7 +466,7 @@ def backend_status() -> list[BackendStatus]:
         except (BackendUnavailableError, BackendError) as exc:
             out.append(BackendStatus(name, False, version, (), str(exc)))
             continue
-        devices: tuple[str, ...] = (str(be.device),)
+        devices: tuple[str, ...] = (be.spec.partition(":")[2] or "cpu",)
         if name == "torch":
             torch = be.library
             if torch.cuda.is_available():
