@@ -1,0 +1,244 @@
+"""The IDX reader: every malformed or corrupt input gets one IDXFormatError naming the file."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anynet.datasets import read_idx, read_idx_pair
+from anynet.datasets.idx import IDX_DTYPES, decompress_gzip, parse_idx
+from anynet.errors import DataError, IDXFormatError
+
+CODES = {np.dtype(v.newbyteorder("=")): k for k, v in IDX_DTYPES.items()}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file holding ``array`` (the format written independently of the reader)."""
+    array = np.asarray(array)
+    code = CODES[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+IMAGES = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+LABELS = np.array([0, 9, 4], dtype=np.uint8)
+
+
+# --- what must be read -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype", ["uint8", "int8", "int16", "int32", "float32", "float64"], ids=str
+)
+def test_every_idx_type_round_trips(tmp_path, dtype):
+    values = (np.arange(24).reshape(2, 3, 4) - 7).astype(dtype)
+    got = read_idx(write(tmp_path, "data-idx3", idx_bytes(values)))
+    assert got.dtype == np.dtype(dtype)  # native byte order, the dtype the header named
+    np.testing.assert_array_equal(got, values)
+    got[0, 0, 0] = 1  # the caller owns a writable array, not a view of the file's bytes
+
+
+def test_gzip_is_recognised_by_content_not_by_name(tmp_path):
+    packed = gzip.compress(idx_bytes(IMAGES))
+    np.testing.assert_array_equal(read_idx(write(tmp_path, "images.bin", packed)), IMAGES)
+    # Plain MNIST-style raw file, no suffix at all.
+    np.testing.assert_array_equal(read_idx(write(tmp_path, "raw", idx_bytes(IMAGES))), IMAGES)
+
+
+def test_read_idx_pair_returns_int64_labels(tmp_path):
+    images = write(tmp_path, "i.gz", gzip.compress(idx_bytes(IMAGES)))
+    labels = write(tmp_path, "l", idx_bytes(LABELS))
+    X, y = read_idx_pair(images, labels, num_classes=10)
+    assert X.dtype == np.uint8 and X.shape == (3, 4, 5)
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, [0, 9, 4])
+
+
+# --- what must be refused --------------------------------------------------------------------
+
+GOOD = idx_bytes(IMAGES)
+
+MALFORMED = {
+    "empty": (b"", "too short"),
+    "short header": (b"\x00\x00\x08", "too short"),
+    "bad magic": (b"\x01\x00" + GOOD[2:], "magic"),
+    "type 0x0A": (GOOD[:2] + b"\x0a" + GOOD[3:], "type code 0x0A"),
+    "type 0x0F": (GOOD[:2] + b"\x0f" + GOOD[3:], "type code 0x0F"),
+    "zero dimensions": (b"\x00\x00\x08\x00" + GOOD[16:], "0 dimensions"),
+    "too many dimensions": (b"\x00\x00\x08\x21" + b"\x00\x00\x00\x01" * 33, "33 dimensions"),
+    "truncated dims": (b"\x00\x00\x08\x03\x00\x00\x00\x03", "truncated header"),
+    "zero dimension": (b"\x00\x00\x08\x03" + struct.pack(">3I", 3, 0, 5), "zero dimension"),
+    "over the size cap": (
+        b"\x00\x00\x0e\x03" + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1),
+        "size cap",
+    ),
+    "truncated payload": (GOOD[:-1], "truncated payload"),
+    "trailing bytes": (GOOD + b"\x00", "1 trailing bytes"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+@pytest.mark.parametrize("wrap", ["raw", "gzip"])
+def test_malformed_idx_is_refused(tmp_path, case, wrap):
+    data, reason = MALFORMED[case]
+    if wrap == "gzip":
+        data = gzip.compress(data)
+    path = write(tmp_path, "bad-idx-ubyte", data)
+    with pytest.raises(IDXFormatError, match=reason) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, DataError)
+
+
+def test_size_cap_is_configurable(tmp_path):
+    path = write(tmp_path, "x", GOOD)
+    with pytest.raises(IDXFormatError, match="size cap"):
+        read_idx(path, max_bytes=IMAGES.size - 1)
+    assert read_idx(path, max_bytes=IMAGES.size).shape == IMAGES.shape
+
+
+def _damaged_gzip() -> dict[str, tuple[bytes, str]]:
+    packed = gzip.compress(idx_bytes(np.arange(4096, dtype=np.uint8).reshape(64, 64)))
+    crc = bytearray(packed)
+    crc[-8] ^= 0xFF  # the trailer's CRC32 (then ISIZE): the data itself is intact
+    size = bytearray(packed)
+    size[-4] ^= 0x01
+    deflate = bytearray(packed)
+    deflate[12:20] = b"\xff" * 8  # garbage in the deflate stream right after the header
+    return {
+        "truncated": (packed[: len(packed) // 2], "truncated gzip"),
+        "truncated trailer": (packed[:-3], "truncated gzip"),
+        "bad CRC": (bytes(crc), "CRC32 mismatch"),
+        "bad length": (bytes(size), "length mismatch"),
+        "corrupt deflate": (bytes(deflate), "corrupt gzip"),
+        "two members": (packed + gzip.compress(b"more"), "second gzip member"),
+        "trailing garbage": (packed + b"junk", "trailing bytes"),
+        "header only": (packed[:10], "truncated gzip"),
+    }
+
+
+DAMAGED = _damaged_gzip()
+
+
+@pytest.mark.parametrize("case", list(DAMAGED), ids=list(DAMAGED))
+def test_damaged_gzip_is_refused(tmp_path, case):
+    data, reason = DAMAGED[case]
+    path = write(tmp_path, "data.gz", data)
+    with pytest.raises(IDXFormatError, match=reason) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_gzip_bomb_stops_at_the_cap():
+    # 10 MB of zeros compress to ~10 kB; the cap must stop decompression, not run out of memory.
+    bomb = gzip.compress(bytes(10_000_000))
+    with pytest.raises(IDXFormatError, match="gzip bomb"):
+        decompress_gzip(bomb, name="bomb.gz", max_bytes=1_000_000)
+
+
+def test_not_gzip_is_refused_by_the_gzip_layer():
+    with pytest.raises(IDXFormatError, match="not a gzip file"):
+        decompress_gzip(GOOD, name="x.gz")
+
+
+def test_a_non_gzip_non_idx_file_is_refused(tmp_path):
+    path = write(tmp_path, "page.gz", b"<html>404 Not Found</html>")  # what a dead mirror sends
+    with pytest.raises(IDXFormatError, match="magic"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        (np.array([0, 1], dtype=np.uint8), "3 images but .* 2 labels"),
+        (np.array([0, 1, 10], dtype=np.uint8), "label 10 is out of range; expected 0 to 9"),
+        (np.array([0, -1, 2], dtype=np.int8), "label -1 is out of range"),
+        (np.zeros((3, 1), dtype=np.uint8), "1-D integer"),
+        (np.zeros(3, dtype=np.float32), "1-D integer"),
+    ],
+    ids=["count mismatch", "label too large", "negative label", "2-D labels", "float labels"],
+)
+def test_images_and_labels_must_belong_together(tmp_path, labels, reason):
+    images = write(tmp_path, "images", idx_bytes(IMAGES))
+    labels_path = write(tmp_path, "labels", idx_bytes(labels))
+    with pytest.raises(IDXFormatError, match=reason):
+        read_idx_pair(images, labels_path, num_classes=10)
+
+
+def test_missing_file_is_an_oserror_not_a_format_error(tmp_path):
+    # A missing file is not malformed data: callers (the dataset search) treat it differently.
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "absent")
+
+
+# --- fuzzing: nothing but IDXFormatError escapes ---------------------------------------------
+
+SEEDS = [GOOD, idx_bytes(LABELS), idx_bytes(np.arange(6, dtype=np.float64).reshape(2, 3))]
+
+
+def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None, extra: bytes) -> bytes:
+    out = bytearray(data)
+    for position, value in edits:
+        if out:
+            out[position % len(out)] = value
+    if cut is not None:
+        out = out[: cut % (len(out) + 1)]
+    return bytes(out) + extra
+
+
+mutations = st.builds(
+    _mutate,
+    st.sampled_from(SEEDS),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+    st.one_of(st.none(), st.integers(0, 10_000)),
+    st.binary(max_size=8),
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.one_of(st.binary(max_size=200), mutations),
+    compress=st.booleans(),
+    damage=st.one_of(st.none(), st.tuples(st.integers(0, 10_000), st.integers(0, 255))),
+)
+def test_fuzz_only_idxformaterror_escapes(data, compress, damage):
+    if compress:
+        data = gzip.compress(data)
+        if damage is not None:  # then damage the gzip wrapper or its deflate stream
+            data = _mutate(data, [damage], None, b"")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz-idx-ubyte"
+        path.write_bytes(data)
+        try:
+            array = read_idx(path, max_bytes=1 << 20)
+        except IDXFormatError as exc:
+            assert str(path) in str(exc)
+        else:
+            # Whatever was accepted is exactly what its header declares.
+            raw = zlib.decompress(data, wbits=31) if data[:2] == b"\x1f\x8b" else data
+            assert array.ndim == raw[3]
+            assert array.nbytes == len(raw) - 4 - 4 * raw[3]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_fuzz_parse_and_gunzip_on_bytes(data):
+    for function in (parse_idx, decompress_gzip):
+        try:
+            function(data, name="fuzz", max_bytes=1 << 20)
+        except IDXFormatError:
+            pass
