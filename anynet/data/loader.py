@@ -93,8 +93,13 @@ class Standardizer:
         return cls(mean, np.sqrt(squares / n))
 
     def transform(self, X: Any) -> np.ndarray:
-        """Standardize host data in float64: the reference the device path is tested against."""
-        return (np.asarray(X, dtype=np.float64) - self.mean) * self.inv_std
+        """Standardize host data in float64: the reference the device path is tested against.
+
+        ``X`` holds samples along axis 0, of the fitted sample shape or flattened.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        shape = X.shape[1:]
+        return (X - self.mean.reshape(shape)) * self.inv_std.reshape(shape)
 
     def __repr__(self) -> str:
         return f"Standardizer(shape={self.mean.shape})"
@@ -546,7 +551,8 @@ class DataLoader:
             X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host, dtype="int64")
             # Chunks hold whole batches, so batch boundaries match the resident path's.
             for start in range(0, c1 - c0, B):
-                yield self._convert(X_chunk[start : start + B, ...]), y_chunk[start : start + B]
+                stop = min(start + B, c1 - c0)  # the standard leaves out-of-bounds slices open
+                yield self._convert(X_chunk[start:stop, ...]), y_chunk[start:stop]
 
     def _iter_pinned(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
         """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight."""
@@ -596,10 +602,11 @@ class DataLoader:
                 with self.backend.device:
                     compute.wait_event(uploaded[slot])
                 for start in range(0, n, B):
+                    stop = min(start + B, n)  # the last chunk fills only n rows of its buffer
                     with self.backend.device:
-                        xb = self._convert(dev_X[slot][start : start + B])
+                        xb = self._convert(dev_X[slot][start:stop])
                         # A copy: the buffer is refilled two chunks on, the caller may keep yb.
-                        yb = dev_y[slot][start : start + B].copy()
+                        yb = dev_y[slot][start:stop].copy()
                     yield xb, yb
                 with self.backend.device:
                     consumed[slot] = compute.record()
