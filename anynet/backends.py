@@ -263,12 +263,15 @@ def _strict_backend(device: str | None) -> Backend:
 
 
 def _torch_backend(device: str | None) -> Backend:
+    kind, _, index = (device or "cpu").partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise BackendError(
+            f"backend 'torch:{device}': anynet runs PyTorch on 'cpu' or 'cuda' ('cuda:N'); "
+            f"{_NAME_HELP}"
+        )
     torch = _import("torch", "torch")
     xp = _import("array_api_compat.torch", "torch")
-    try:
-        dev = torch.device(device or "cpu")
-    except RuntimeError as exc:
-        raise BackendError(f"torch does not know the device {device!r}: {exc}") from None
+    dev = torch.device(device or "cpu")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
@@ -284,8 +287,6 @@ def _torch_backend(device: str | None) -> Backend:
                 "CUDA device(s)"
             )
         dev = torch.device("cuda", index)
-    elif dev.type != "cpu":
-        raise BackendError(f"backend 'torch' supports 'cpu' and 'cuda' devices; got {device!r}")
 
     def make_generator(seed: int | None) -> Any:
         g = torch.Generator(device=dev)
