@@ -1,0 +1,73 @@
+"""Test sessions, one per backend, and lint.
+
+    nox                        # what CI runs: lint, numpy, array_api_strict, torch, cupy
+    nox -s torch               # one backend
+    nox --no-venv -s cupy      # on a machine that already has the packages and no index
+
+Each backend session runs the whole suite with that backend selected for the
+backend-parametrised tests (``pytest --backend NAME``). The cupy session skips its GPU tests
+with a one-line reason where no CUDA device is present, and still proves the clear error.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "numpy", "array_api_strict", "torch", "cupy"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = False
+
+# PyTorch pinned: an unpinned `torch` pulls gigabytes of CUDA packages; 2.13.0 is a CPU build.
+TORCH = "torch==2.13.0"
+STRICT_FLAGS = {
+    "ARRAY_API_STRICT_BOOLEAN_INDEXING": "False",
+    "ARRAY_API_STRICT_DATA_DEPENDENT_SHAPES": "False",
+}
+
+
+def install(session: nox.Session, *args: str) -> None:
+    """pip install into the session's venv; with --no-venv the packages must already be there."""
+    if session.venv_backend == "none":
+        session.log(f"--no-venv: not installing {' '.join(args)}; using what is installed")
+        return
+    session.install(*args)
+
+
+def pytest(session: nox.Session, backend: str, **env: str) -> None:
+    session.run("python", "-m", "pytest", f"--backend={backend}", *session.posargs, env=env)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff: style, imports, and the ban on numpy/cupy/torch imports inside anynet.nn."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def numpy(session: nox.Session) -> None:
+    """The suite on NumPy (the default backend)."""
+    install(session, "-e", ".[test]")
+    pytest(session, "numpy")
+
+
+@nox.session
+def array_api_strict(session: nox.Session) -> None:
+    """The suite on array-api-strict, with boolean indexing and data-dependent shapes off."""
+    install(session, "-e", ".[test,strict]")
+    pytest(session, "array_api_strict", **STRICT_FLAGS)
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    """The suite on PyTorch tensors (CPU here; no autograd), with the autograd oracle tests."""
+    install(session, TORCH, "-e", ".[test,strict]")
+    pytest(session, "torch")
+
+
+@nox.session
+def cupy(session: nox.Session) -> None:
+    """The suite on CuPy. Without a CUDA device its GPU tests skip with the reason, and the
+    test that CuPy-without-GPU gives the clear anynet error runs against the real CuPy."""
+    install(session, "-e", ".[test,cuda12]")
+    pytest(session, "cupy")
