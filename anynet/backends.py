@@ -167,10 +167,14 @@ class Backend:
 def _numpy_dtype(dtype: Any) -> np.dtype:
     if isinstance(dtype, str):
         return np.dtype(dtype)
-    # An xp dtype of some library: its name is the NumPy name for every library anynet knows.
-    name = str(dtype).rsplit(".", 1)[-1]
+    try:  # NumPy's own dtypes and scalar types, and anything NumPy understands
+        return np.dtype(dtype)
+    except TypeError:
+        pass
+    # Another library's dtype (torch.float32, array_api_strict.float32): its last dotted name
+    # is the NumPy name for every library anynet knows.
     try:
-        return np.dtype(name)
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
     except TypeError:
         raise BackendError(f"cannot map dtype {dtype!r} to a host dtype") from None
 

@@ -107,6 +107,12 @@ def test_host_round_trip_and_dtype(backend):
     assert backend.to_numpy(backend.asarray(host)).dtype == np.float64
 
 
+def test_asarray_takes_the_backends_own_dtypes(backend):
+    for name in ("float32", "float64", "int64", "uint8"):
+        x = backend.asarray(np.arange(3), dtype=backend.dtype(name))
+        assert x.dtype == backend.dtype(name)
+
+
 def test_asarray_copies(backend):
     host = np.zeros(3)
     x = backend.asarray(host)
