@@ -28,8 +28,10 @@ __all__ = [
     "BackendStatus",
     "Generator",
     "available_backends",
+    "backend_of",
     "backend_status",
     "get_backend",
+    "to_numpy",
 ]
 
 #: The backend names anynet knows, in the order ``anynet info`` lists them.
@@ -489,3 +491,39 @@ def backend_status() -> list[BackendStatus]:
 def available_backends() -> list[str]:
     """The names of the backends that work on this machine, e.g. ``['numpy', 'torch']``."""
     return [s.name for s in backend_status() if s.available]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Any array anynet's backends make (NumPy, CuPy, PyTorch, array-api-strict, on any of
+    their devices) as a NumPy array on the host. Lists and scalars go through ``np.asarray``."""
+    if isinstance(x, np.ndarray):
+        return x
+    module = type(x).__module__.split(".")[0]
+    if module == "array_api_strict":
+        import array_api_strict
+
+        return np.from_dlpack(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    if module == "cupy":
+        return x.get()
+    if module == "torch":
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def backend_of(x: Any) -> Backend | None:
+    """The backend an array lives on (library and device), or ``None`` for NumPy arrays and
+    anything that is not an array of a library anynet knows."""
+    import array_api_compat as compat
+
+    if isinstance(x, np.ndarray) or not compat.is_array_api_obj(x):
+        return None
+    if compat.is_torch_array(x):
+        return get_backend("torch" if x.device.type == "cpu" else f"torch:{x.device}")
+    if compat.is_cupy_array(x):
+        return get_backend(f"cupy:{x.device.id}")
+    if type(x).__module__.split(".")[0] == "array_api_strict":
+        label = str(x.device).split("'")[1]
+        return get_backend(
+            "array_api_strict" if label == "CPU_DEVICE" else f"array_api_strict:{label}"
+        )
+    return None

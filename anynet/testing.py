@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
+from anynet.backends import to_numpy as _host
+
 __all__ = ["assert_close", "check_gradients", "numerical_gradient"]
 
 Array = Any
@@ -112,17 +114,3 @@ def check_gradients(
 
 def _is_numpy(xp: Any) -> bool:
     return xp.__name__ in ("numpy", "array_api_compat.numpy")
-
-
-def _host(x: Array) -> np.ndarray:
-    if isinstance(x, np.ndarray):
-        return x
-    xp = array_namespace(x)
-    if xp.__name__ == "array_api_strict":
-        cpu = xp.Device("CPU_DEVICE")
-        return np.from_dlpack(x.to_device(cpu))
-    if hasattr(x, "get"):  # CuPy
-        return x.get()
-    if hasattr(x, "detach"):  # PyTorch
-        return x.detach().cpu().numpy()
-    return np.asarray(x)

@@ -1,0 +1,271 @@
+"""The training loop shared by :class:`anynet.NNClassifier` and ``anynet train``.
+
+One loop: epochs of batches from a :class:`~anynet.data.DataLoader`, a :func:`~anynet.nn.train_step`
+per batch, and callbacks at the end of each epoch (early stopping, checkpoints). Inside an epoch
+nothing is read back from the device except, when a progress bar is shown, the running loss a
+few times per epoch: every read is a synchronization.
+
+Randomness is a pure function of ``(seed, epoch)``: the loader's shuffle and the dropout masks
+of epoch k are the same whether the run went straight through or was resumed at epoch k. That
+is what makes a resumed run's weights equal an uninterrupted run's, bit for bit on NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from anynet.backends import Backend
+from anynet.errors import NonFiniteLossError
+from anynet.nn.layers import Layer
+from anynet.nn.optim import GradientTransformation
+from anynet.nn.step import train_step
+
+__all__ = ["Callback", "EarlyStopping", "TrainState", "derive_seed", "train"]
+
+Array = Any
+
+
+def derive_seed(seed: int, *stream: int) -> int:
+    """A 63-bit seed for a sub-stream (epoch, purpose) of ``seed``: independent streams that
+    need no state to be saved, only the numbers that name them."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(2, np.uint64)[0] >> 1)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; what callbacks see and checkpoints save.
+
+    ``epoch`` counts completed epochs; ``step`` counts optimizer steps over the whole run;
+    ``batch`` is the number of batches done in the epoch in progress (0 between epochs).
+    ``history`` holds one value per completed epoch for each metric.
+    """
+
+    params: dict[str, Array]
+    opt_state: Any
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    stop: bool = False
+
+    def log(self, **metrics: float) -> None:
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+class Callback:
+    """Hooks into :func:`train`. Override what you need."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After each epoch's metrics are logged; set ``state.stop = True`` to stop."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After each optimizer step (keep it cheap: it runs on the hot path)."""
+
+    def on_interrupt(self, state: TrainState) -> None:
+        """On Ctrl-C, with the state of the last completed step."""
+
+
+class EarlyStopping(Callback):
+    """Stop when a metric has not improved by ``tol`` for more than ``patience`` epochs,
+    scikit-learn's ``MLPClassifier`` rule.
+
+    ``monitor='loss'`` (lower is better) or a score such as ``'val_accuracy'`` (higher is
+    better). With ``restore_best``, the best epoch's parameters are put back at the end.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "loss",
+        *,
+        tol: float = 1e-4,
+        patience: int = 10,
+        restore_best: bool = False,
+    ):
+        self.monitor = monitor
+        self.tol = float(tol)
+        self.patience = int(patience)
+        self.restore_best = restore_best
+        self.higher_is_better = monitor != "loss" and not monitor.endswith("loss")
+        self.best = -math.inf if self.higher_is_better else math.inf
+        self.best_params: dict[str, Array] | None = None
+        self.no_improvement = 0
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        value = state.history[self.monitor][-1]
+        if self.higher_is_better:
+            self.no_improvement = 0 if value >= self.best + self.tol else self.no_improvement + 1
+            improved = value > self.best
+        else:
+            self.no_improvement = 0 if value <= self.best - self.tol else self.no_improvement + 1
+            improved = value < self.best
+        if improved:
+            self.best = value
+            if self.restore_best:
+                self.best_params = dict(state.params)  # arrays are never mutated: no copy
+        if self.no_improvement > self.patience:
+            state.stop = True
+
+
+def _needs_rng(model: Layer) -> bool:
+    layers = getattr(model, "layers", (model,))
+    return any(getattr(layer, "p", 0.0) > 0.0 for layer in layers)
+
+
+def train(
+    model: Layer,
+    optimizer: GradientTransformation,
+    state: TrainState,
+    loader: Any,
+    *,
+    epochs: int,
+    backend: Backend,
+    seed: int,
+    loss: str | Callable = "softmax_cross_entropy",
+    l1: float = 0.0,
+    l2: float = 0.0,
+    l2_per_sample: bool = False,
+    validate: Callable[[dict[str, Array]], dict[str, float]] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    progress_every: int | None = None,
+) -> TrainState:
+    """Train until ``state.epoch == epochs`` or a callback stops the run.
+
+    Parameters
+    ----------
+    model, optimizer
+        The network and its optimizer.
+    state : TrainState
+        Parameters and optimizer state to start from; a fresh run has ``epoch == step == 0``,
+        a resumed one continues from where its checkpoint says (also mid-epoch: the batches
+        already done in ``state.batch`` are skipped).
+    loader : anynet.data.DataLoader
+        Training batches; it must draw its shuffle from ``(its seed, epoch)``.
+    epochs : int
+        The epoch count to reach (not how many more to run).
+    backend : Backend
+        Where the arrays live.
+    seed : int
+        Seeds the dropout masks, per epoch.
+    loss, l1, l2
+        As for :func:`anynet.nn.loss_and_grads`. With ``l2_per_sample`` the L2 strength is
+        divided by each batch's size (scikit-learn's ``alpha``).
+    validate : callable, optional
+        ``validate(params) -> {'val_accuracy': ..., ...}`` after each epoch.
+    callbacks : sequence of Callback
+    progress : bool
+        Show a tqdm progress bar (epoch, loss, accuracy, samples/s) on stderr.
+
+    Raises
+    ------
+    NonFiniteLossError
+        A batch loss was NaN or infinite; the message names the epoch and step. Parameters
+        of that epoch are not handed to callbacks, so the last checkpoint stays the last good.
+    KeyboardInterrupt
+        After every callback's ``on_interrupt`` ran (a checkpointer saves there).
+    """
+    xp = backend.xp
+    n_batches = len(loader)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=(epochs - state.epoch) * n_batches - state.batch,
+            unit="batch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        every = progress_every or max(1, n_batches // 10)
+    try:
+        while state.epoch < epochs and not state.stop:
+            epoch = state.epoch
+            loader.set_epoch(epoch)
+            rng = backend.generator(derive_seed(seed, epoch, 1)) if _needs_rng(model) else None
+            losses: list[Array] = []
+            seen = 0
+            t0 = time.perf_counter()
+            for b, (X, y) in enumerate(loader):
+                if b < state.batch:  # resumed mid-epoch: these steps are already in params
+                    continue
+                n = int(X.shape[0])
+                step_l2 = l2 / n if l2_per_sample else l2
+                params, opt_state, value = train_step(
+                    model,
+                    optimizer,
+                    state.params,
+                    state.opt_state,
+                    X,
+                    y,
+                    loss=loss,
+                    l1=l1,
+                    l2=step_l2,
+                    train=True,
+                    rng=rng,
+                    xp=xp,
+                )
+                state.params, state.opt_state = params, opt_state
+                state.step += 1
+                state.batch = b + 1
+                losses.append(value * n)
+                seen += n
+                for cb in callbacks:
+                    cb.on_step_end(state)
+                if bar is not None:
+                    bar.update(1)
+                    if state.batch % every == 0 or state.batch == n_batches:
+                        _check_finite(backend, losses, epoch, state.step - len(losses))
+                        running = float(backend.to_numpy(xp.sum(xp.stack(losses)))) / seen
+                        rate = seen / max(time.perf_counter() - t0, 1e-9)
+                        bar.set_description(f"epoch {epoch + 1}/{epochs}")
+                        bar.set_postfix_str(f"loss {running:.4f}, {rate:,.0f} samples/s")
+            if not losses:
+                raise ValueError("the loader gave no batches: is the data set empty?")
+            # One read per epoch: the summed loss, checked before anything else sees params.
+            _check_finite(backend, losses, epoch, state.step - len(losses))
+            epoch_loss = float(backend.to_numpy(xp.sum(xp.stack(losses)))) / seen
+            state.epoch, state.batch = epoch + 1, 0
+            metrics = {"loss": epoch_loss, "epoch_seconds": time.perf_counter() - t0}
+            if validate is not None:
+                metrics.update(validate(state.params))
+            state.log(**metrics)
+            if bar is not None:
+                shown = ", ".join(
+                    f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds"
+                )
+                bar.set_postfix_str(f"{shown}, {seen / metrics['epoch_seconds']:,.0f} samples/s")
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+    except KeyboardInterrupt:
+        for cb in callbacks:
+            cb.on_interrupt(state)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return state
+
+
+def _check_finite(backend: Backend, losses: list[Array], epoch: int, first_step: int) -> None:
+    """Raise if any batch loss is NaN or infinite, naming the first such step."""
+    import numpy as np
+
+    host = backend.to_numpy(backend.xp.stack(losses))
+    bad = np.flatnonzero(~np.isfinite(host))
+    if bad.size:
+        i = int(bad[0])
+        raise NonFiniteLossError(
+            f"the training loss became {host[i]} at epoch {epoch + 1}, step {i + 1} of the "
+            f"epoch (global step {first_step + i + 1}); training stopped. Lower the learning "
+            "rate, scale the inputs (standardize), or check the data for NaN. The last "
+            "checkpoint, if any, holds the last good parameters."
+        )
