@@ -10,13 +10,37 @@ from anynet.errors import AnynetError, BackendError, BackendUnavailableError
 
 __version__ = "0.1.0"
 
+# Heavier faces load on first use, so `import anynet` stays quick (scikit-learn, safetensors).
+_LAZY = {
+    "NNClassifier": ("anynet.estimator", "NNClassifier"),
+    "save": ("anynet.io", "save"),
+    "load": ("anynet.io", "load"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'anynet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "AnynetError",
     "Backend",
     "BackendError",
     "BackendUnavailableError",
+    "NNClassifier",
     "__version__",
     "available_backends",
     "backend_status",
     "get_backend",
+    "load",
+    "save",
 ]

@@ -322,9 +322,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         if getattr(X, "ndim", 2) > 2:  # images, e.g. (N, 28, 28): one row of pixels each
             X = np.reshape(X, (X.shape[0], -1))
         X = validate_data(self, X, reset=reset, dtype="numeric", order="C")
-        if X.dtype != np.uint8 and not np.issubdtype(X.dtype, np.floating):
-            X = X.astype(self.dtype)
-        return X
+        return self._as_compute_dtype(X)
 
     def _loader(self, X, y, *, batch_size, shuffle, seed, backend) -> DataLoader:
         return DataLoader(
@@ -532,9 +530,20 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         if getattr(X, "ndim", 2) > 2:
             X = np.reshape(X, (X.shape[0], -1))
         X, y = validate_data(self, X, y, reset=reset, dtype="numeric", order="C")
-        if X.dtype != np.uint8 and not np.issubdtype(X.dtype, np.floating):
-            X = X.astype(self.dtype)
-        return X, y
+        return self._as_compute_dtype(X), y
+
+    def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:
+        """uint8 pixels stay uint8 (the loader scales them on the device); other numbers must
+        fit the compute dtype, or they would turn into inf there."""
+        if X.dtype == np.uint8:
+            return X
+        limit = np.finfo(self.dtype).max
+        if X.size and np.abs(X).max() > limit:
+            raise ValueError(
+                f"X has values up to {np.abs(X).max():.3g}, beyond {self.dtype}'s largest "
+                f"({limit:.3g}); scale the data, or use dtype='float64'"
+            )
+        return X if np.issubdtype(X.dtype, np.floating) else X.astype(self.dtype)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         """Labels as int64 positions in ``classes_``, checked on the host: an out-of-range
