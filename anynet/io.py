@@ -612,7 +612,7 @@ class _Decoder:
         ((tag, body),) = node.items()
         if tag == "$array":
             return to_array(self.claim(body))
-        if tag == "$float" and body in _FLOAT_TAGS:
+        if tag == "$float" and isinstance(body, str) and body in _FLOAT_TAGS:
             return _FLOAT_TAGS[body]
         if tag == "$tuple" and isinstance(body, list):
             return tuple(self.decode(v, to_array, depth + 1) for v in body)
@@ -628,7 +628,17 @@ class _Decoder:
                 )
             if not isinstance(fields, dict) or set(fields) != set(cls._fields):
                 raise self.r.fail(f"its metadata has the wrong fields for {cls_name}")
-            return cls(**{f: self.decode(fields[f], to_array, depth + 1) for f in cls._fields})
+            values = {f: self.decode(fields[f], to_array, depth + 1) for f in cls._fields}
+            for field, value in values.items():
+                # anynet's states hold a step count and dicts of arrays, nothing else.
+                ok = (
+                    (_is_int(value) and value >= 0)
+                    if field == "count"
+                    else isinstance(value, dict) and all(map(_is_array, value.values()))
+                )
+                if not ok:
+                    raise self.r.fail(f"its {cls_name}.{field} is {_short(value)}")
+            return cls(**values)
         raise self.r.fail(f"its metadata holds an unknown value {_short(node)}")
 
     def check_all_claimed(self, also: Iterable[str] = ()) -> None:
