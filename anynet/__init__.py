@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 # Heavier faces load on first use, so `import anynet` stays quick (scikit-learn, safetensors).
 _LAZY = {
     "NNClassifier": ("anynet.estimator", "NNClassifier"),
-    "save": ("anynet.io", "save"),
-    "load": ("anynet.io", "load"),
+    "save": ("anynet.estimator", "save"),
+    "load": ("anynet.estimator", "load"),
 }
 
 

@@ -33,7 +33,7 @@ from anynet.backends import Backend, backend_of, get_backend, to_numpy
 from anynet.data import DataLoader
 from anynet.training import Callback, EarlyStopping, TrainState, derive_seed, train
 
-__all__ = ["NNClassifier"]
+__all__ = ["NNClassifier", "load", "save"]
 
 _ACTIVATIONS = {
     "identity": None,
@@ -732,8 +732,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         }
         std = getattr(self, "_standardizer", None)
         if std is not None:
-            params["standardizer.mean"] = np.asarray(std.mean, dtype=np.float64)
-            params["standardizer.std"] = np.asarray(std.std, dtype=np.float64)
+            meta["standardizer"] = {"mean": np.asarray(std.mean), "std": np.asarray(std.std)}
         return model, params, meta
 
 
@@ -774,3 +773,65 @@ def _is_backend_array(x: Any) -> bool:
 def _to_host(x: Any) -> Any:
     """Backend arrays (CuPy, PyTorch, array-api-strict) to NumPy; anything else as it is."""
     return to_numpy(x) if _is_backend_array(x) else x
+
+
+def save(model: NNClassifier, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`NNClassifier` to ``path`` as a safetensors file.
+
+    The weights are tensors; the architecture, hyper-parameters, classes and input scaling are
+    JSON metadata with an integrity digest. The write is atomic: a crash leaves the previous
+    file, never half of a new one. Load it with :func:`load` on any backend.
+    """
+    from anynet.io import save_network
+
+    if not isinstance(model, NNClassifier):
+        raise TypeError(f"anynet.save takes a fitted NNClassifier; got {type(model).__name__}")
+    network, params, meta = model._export()
+    return save_network(path, network, params, metadata=meta)
+
+
+def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNClassifier:
+    """Read a model written by :func:`save`, ready to predict on ``backend``.
+
+    Nothing in the file is executed or imported: the architecture can name only anynet's own
+    layers, and a tampered, truncated or mismatched file raises
+    :class:`~anynet.errors.ModelFileError`.
+    """
+    from anynet.data import Standardizer
+    from anynet.errors import ModelFileError
+    from anynet.io import load_network
+
+    network, params, meta = load_network(path, backend="numpy")
+    if meta.get("estimator") != "NNClassifier":
+        raise ModelFileError(f"{path}: holds a network, not an NNClassifier saved by anynet.save")
+    try:
+        hyper = dict(meta["params"])
+        hyper["hidden_layer_sizes"] = tuple(hyper["hidden_layer_sizes"])
+        clf = NNClassifier(**hyper, backend=backend)
+        clf._check_params()
+        clf.classes_ = np.asarray(meta["classes"], dtype=meta["classes_dtype"])
+        clf.n_features_in_ = int(meta["n_features_in"])
+        clf.n_iter_ = int(meta["n_iter"])
+        clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
+        clf.history_ = {k: [float(x) for x in v] for k, v in meta["history"].items()}
+        clf._standardizer = (
+            Standardizer(meta["standardizer"]["mean"], meta["standardizer"]["std"])
+            if "standardizer" in meta
+            else None
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: the classifier's metadata is incomplete or invalid "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    expected, _, _ = clf._build(clf.n_features_in_, len(clf.classes_))
+    if expected != network:
+        raise ModelFileError(f"{path}: the stored network does not match its hyper-parameters")
+    names = [name for name in network.param_shapes() if name.endswith(".W")]
+    clf.coefs_ = [params[n] for n in names]
+    clf.intercepts_ = [params[n[:-2] + ".b"] for n in names]
+    clf.n_layers_, clf.n_outputs_ = len(clf._hidden) + 2, len(clf.classes_)
+    clf.out_activation_ = "logistic" if clf.output == "sigmoid" else "softmax"
+    clf.best_loss_ = min(clf.loss_curve_) if clf.loss_curve_ else None
+    clf.t_ = 0
+    return clf
