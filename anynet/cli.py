@@ -219,7 +219,14 @@ def add_train(subparsers) -> None:
         default=None,
         help="write a checkpoint here every --checkpoint-every epochs and on Ctrl-C",
     )
-    g.add_argument("--checkpoint-every", type=_positive_int, default=1)
+    g.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="EPOCHS")
+    g.add_argument(
+        "--checkpoint-steps",
+        type=_positive_int,
+        default=None,
+        metavar="STEPS",
+        help="also checkpoint every STEPS optimizer steps",
+    )
     g.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir"
     )

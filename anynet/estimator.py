@@ -66,11 +66,19 @@ def _bad(name: str, expected: str, got: Any) -> ValueError:
 
 
 class _Checkpointer(Callback):
-    """Writes the run's state atomically every ``every`` epochs and on Ctrl-C."""
+    """Writes the run's state atomically every ``every`` epochs (or ``every_steps`` steps)
+    and on Ctrl-C."""
 
-    def __init__(self, directory: str | os.PathLike, every: int, meta: dict[str, Any]):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        every: int,
+        meta: dict[str, Any],
+        every_steps: int | None = None,
+    ):
         self.path = Path(directory) / CHECKPOINT_NAME
         self.every = every
+        self.every_steps = every_steps
         self.meta = meta
 
     def save(self, state: TrainState) -> None:
@@ -78,6 +86,9 @@ class _Checkpointer(Callback):
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # ``batch`` > 0 only for a Ctrl-C mid-epoch: resuming skips the batches already done.
+        # ``batch`` > 0 only mid-epoch: resuming skips the batches already done, and the loss
+        # they added up to so far is carried over.
+        loss_sum, seen = state.epoch_loss_so_far()
         save_checkpoint(
             self.path,
             params=state.params,
@@ -85,11 +96,15 @@ class _Checkpointer(Callback):
             epoch=state.epoch,
             step=state.step,
             history=state.history,
-            extra={**self.meta, "batch": state.batch},
+            extra={**self.meta, "batch": state.batch, "loss_sum": loss_sum, "seen": seen},
         )
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch % self.every == 0 or state.stop:
+            self.save(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0:
             self.save(state)
 
     def on_interrupt(self, state: TrainState) -> None:
@@ -155,7 +170,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     dropout : float
         Dropout probability after each hidden activation.
     checkpoint_dir : path, optional
-        Write a checkpoint there every ``checkpoint_every`` epochs and on Ctrl-C.
+        Write a checkpoint there every ``checkpoint_every`` epochs, every ``checkpoint_steps``
+        optimizer steps if set, and on Ctrl-C. Writes are atomic: a kill leaves the last one.
     resume : bool
         Continue from the checkpoint in ``checkpoint_dir`` if there is one.
 
@@ -201,6 +217,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         dropout=0.0,
         checkpoint_dir=None,
         checkpoint_every=1,
+        checkpoint_steps=None,
         resume=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -232,6 +249,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self.dropout = dropout
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_steps = checkpoint_steps
         self.resume = resume
 
     # --- parameters -------------------------------------------------------------------------
@@ -269,6 +287,12 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, int | float | np.number) or not value > 0:
                 raise _bad(name, "a number > 0", value)
+        if self.checkpoint_steps is not None and (
+            isinstance(self.checkpoint_steps, bool)
+            or not isinstance(self.checkpoint_steps, int | np.integer)
+            or self.checkpoint_steps < 1
+        ):
+            raise _bad("checkpoint_steps", "None or an int >= 1", self.checkpoint_steps)
         for name in ("max_iter", "n_iter_no_change", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -469,6 +493,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 self.checkpoint_dir,
                 int(self.checkpoint_every),
                 {"estimator": "NNClassifier", "seed": seed},
+                self.checkpoint_steps,
             )
             callbacks.append(checkpointer)
             if self.resume and checkpointer.path.exists() and not incremental:
@@ -602,13 +627,16 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             for i in range(len(history.get(stopper.monitor, []))):
                 replay.history = {k: v[: i + 1] for k, v in history.items()}
                 stopper.on_epoch_end(replay)
+        extra = ckpt.extra or {}
         return TrainState(
             params=ckpt.params,
             opt_state=ckpt.opt_state,
             epoch=ckpt.epoch,
             step=ckpt.step,
-            batch=int((ckpt.extra or {}).get("batch", 0)),
+            batch=int(extra.get("batch", 0)),
             history=history,
+            carried_loss=float(extra.get("loss_sum", 0.0)),
+            carried_seen=int(extra.get("seen", 0)),
         )
 
     # --- prediction -------------------------------------------------------------------------

@@ -5,9 +5,10 @@ per batch, and callbacks at the end of each epoch (early stopping, checkpoints).
 nothing is read back from the device except, when a progress bar is shown, the running loss a
 few times per epoch: every read is a synchronization.
 
-Randomness is a pure function of ``(seed, epoch)``: the loader's shuffle and the dropout masks
-of epoch k are the same whether the run went straight through or was resumed at epoch k. That
-is what makes a resumed run's weights equal an uninterrupted run's, bit for bit on NumPy.
+Randomness is a pure function of where the run is: the loader's shuffle of epoch k depends on
+``(seed, k)`` and the dropout masks of batch b on ``(seed, k, b)``, whether the run went straight
+through or was resumed, even mid-epoch. That is what makes a resumed run's weights equal an
+uninterrupted run's, bit for bit on NumPy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from anynet.backends import Backend
+from array_api_compat import array_namespace
+
+from anynet.backends import Backend, to_numpy
 from anynet.errors import NonFiniteLossError
 from anynet.nn.layers import Layer
 from anynet.nn.optim import GradientTransformation
@@ -54,6 +57,20 @@ class TrainState:
     batch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     stop: bool = False
+    # The epoch in progress: its batch losses (device scalars, times batch size) and the loss
+    # sum and sample count carried over from before a mid-epoch resume.
+    batch_losses: list[Array] = field(default_factory=list, repr=False)
+    seen: int = 0
+    carried_loss: float = 0.0
+    carried_seen: int = 0
+
+    def epoch_loss_so_far(self) -> tuple[float, int]:
+        """Summed loss and samples of the epoch in progress (reads the device once)."""
+        total = self.carried_loss
+        if self.batch_losses:
+            xp = array_namespace(*self.batch_losses)
+            total += float(to_numpy(xp.sum(xp.stack(self.batch_losses))))
+        return total, self.carried_seen + self.seen
 
     def log(self, **metrics: float) -> None:
         for name, value in metrics.items():
@@ -154,7 +171,7 @@ def train(
     backend : Backend
         Where the arrays live.
     seed : int
-        Seeds the dropout masks, per epoch.
+        Seeds the dropout masks, per batch.
     loss, l1, l2
         As for :func:`anynet.nn.loss_and_grads`. With ``l2_per_sample`` the L2 strength is
         divided by each batch's size (scikit-learn's ``alpha``).
@@ -190,14 +207,19 @@ def train(
         while state.epoch < epochs and not state.stop:
             epoch = state.epoch
             loader.set_epoch(epoch)
-            rng = backend.generator(derive_seed(seed, epoch, 1)) if _needs_rng(model) else None
-            losses: list[Array] = []
-            seen = 0
+            dropout = _needs_rng(model)
+            if state.batch == 0:  # a fresh epoch; a resumed one keeps what it carried
+                state.carried_loss, state.carried_seen = 0.0, 0
+            state.batch_losses, state.seen = [], 0
+            losses = state.batch_losses
             t0 = time.perf_counter()
             for b, (X, y) in enumerate(loader):
                 if b < state.batch:  # resumed mid-epoch: these steps are already in params
                     continue
                 n = int(X.shape[0])
+                # Dropout masks from a generator named by (seed, epoch, batch): a run resumed
+                # mid-epoch draws exactly the masks the uninterrupted run drew.
+                rng = backend.generator(derive_seed(seed, epoch, b, 1)) if dropout else None
                 step_l2 = l2 / n if l2_per_sample else l2
                 params, opt_state, value = train_step(
                     model,
@@ -217,23 +239,27 @@ def train(
                 state.step += 1
                 state.batch = b + 1
                 losses.append(value * n)
-                seen += n
+                state.seen += n
                 for cb in callbacks:
                     cb.on_step_end(state)
                 if bar is not None:
                     bar.update(1)
                     if state.batch % every == 0 or state.batch == n_batches:
                         _check_finite(backend, losses, epoch, state.step - len(losses))
-                        running = float(backend.to_numpy(xp.sum(xp.stack(losses)))) / seen
-                        rate = seen / max(time.perf_counter() - t0, 1e-9)
+                        total, seen = state.epoch_loss_so_far()
+                        rate = state.seen / max(time.perf_counter() - t0, 1e-9)
                         bar.set_description(f"epoch {epoch + 1}/{epochs}")
-                        bar.set_postfix_str(f"loss {running:.4f}, {rate:,.0f} samples/s")
-            if not losses:
+                        bar.set_postfix_str(f"loss {total / seen:.4f}, {rate:,.0f} samples/s")
+            if state.carried_seen + state.seen == 0:
                 raise ValueError("the loader gave no batches: is the data set empty?")
             # One read per epoch: the summed loss, checked before anything else sees params.
-            _check_finite(backend, losses, epoch, state.step - len(losses))
-            epoch_loss = float(backend.to_numpy(xp.sum(xp.stack(losses)))) / seen
+            if losses:
+                _check_finite(backend, losses, epoch, state.step - len(losses))
+            total, seen = state.epoch_loss_so_far()
+            epoch_loss = total / seen
             state.epoch, state.batch = epoch + 1, 0
+            state.batch_losses, state.seen = [], 0
+            state.carried_loss, state.carried_seen = 0.0, 0
             metrics = {"loss": epoch_loss, "epoch_seconds": time.perf_counter() - t0}
             if validate is not None:
                 metrics.update(validate(state.params))

@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import anynet
 from anynet import NNClassifier
 from anynet.errors import NonFiniteLossError
+from anynet.training import Callback
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -235,3 +236,65 @@ def test_pickle_round_trip_keeps_predictions(blobs):
     clf = NNClassifier((8,), max_iter=5, random_state=0, backend="numpy").fit(X, y)
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+class _InterruptAt(Callback):
+    """A stand-in for Ctrl-C at an exact optimizer step (the loop cannot tell the difference)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop_step", [7, 14, 23])  # mid-epoch, on an epoch boundary, later
+def test_interrupted_mid_epoch_resumes_bit_identical(tmp_path, blobs, monkeypatch, stop_step):
+    """Ctrl-C at any step saves a checkpoint; resuming gives the uninterrupted run's weights,
+    dropout masks and shuffles included."""
+    from anynet import estimator
+
+    X, y = blobs
+    kw = dict(
+        hidden_layer_sizes=(16,),
+        batch_size=43,
+        max_iter=4,
+        dropout=0.3,
+        random_state=5,
+        backend="numpy",
+    )
+    straight = NNClassifier(**kw).fit(X, y)  # 7 steps per epoch
+
+    real_train = estimator.train
+
+    def train_with_interrupt(*args, callbacks=(), **kwargs):
+        return real_train(*args, callbacks=[*callbacks, _InterruptAt(stop_step)], **kwargs)
+
+    monkeypatch.setattr(estimator, "train", train_with_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        NNClassifier(**kw, checkpoint_dir=tmp_path).fit(X, y)
+    monkeypatch.setattr(estimator, "train", real_train)
+    resumed = NNClassifier(**kw, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    for a, b in zip(
+        resumed.coefs_ + resumed.intercepts_, straight.coefs_ + straight.intercepts_, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.loss_curve_, straight.loss_curve_)
+
+
+def test_checkpoint_every_n_steps_is_written(tmp_path, blobs):
+    from anynet.io import load_checkpoint
+
+    X, y = blobs
+    NNClassifier(
+        (8,),
+        batch_size=50,
+        max_iter=1,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=5,
+        checkpoint_steps=4,
+        random_state=0,
+    ).fit(X, y)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy")
+    assert ckpt.step == 4 and ckpt.epoch == 0 and ckpt.extra["batch"] == 4  # 6 steps: last at 4
