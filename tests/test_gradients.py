@@ -155,3 +155,14 @@ def test_functional_backward_twins_match_their_forward(backend):
     labels = backend.asarray(np.array([2, 0, 1]), dtype="int64")
     got = backend.to_numpy(F.one_hot(labels, 3, dtype=backend.dtype("float32")))
     np.testing.assert_array_equal(got, np.eye(3, dtype=np.float32)[[2, 0, 1]])
+
+
+def test_only_anynets_public_layers_can_be_built_from_a_name():
+    class Mine(nn.Layer):
+        pass
+
+    assert "Dense" in nn.LAYERS and "Sequential" in nn.LAYERS
+    for name in ("Mine", "_Activation", "Layer", "os.system", None):
+        with pytest.raises(ValueError, match="unknown layer type"):
+            nn.layer_from_config(name, {})
+    assert nn.layer_from_config("Dense", {"n_in": 2, "n_out": 3}) == nn.Dense(2, 3)

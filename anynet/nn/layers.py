@@ -59,7 +59,10 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        LAYERS[cls.__name__] = cls
+        # Only anynet's own public layers can be named by a model file; a user's subclass
+        # works in code but is never built from data.
+        if cls.__module__.startswith("anynet.") and not cls.__name__.startswith("_"):
+            LAYERS[cls.__name__] = cls
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Name and shape of each parameter."""
@@ -106,7 +109,7 @@ def layer_from_config(name: str, config: Mapping[str, Any]) -> Layer:
     Only anynet's own layer classes can be named: a model file can never make anynet import
     or call anything else.
     """
-    if name not in LAYERS or name == "Layer":
+    if not isinstance(name, str) or name not in LAYERS:
         raise ValueError(f"unknown layer type {name!r}; anynet's layers are {sorted(LAYERS)}")
     if name == "Sequential":
         return Sequential.from_config(config)
