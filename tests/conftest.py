@@ -4,6 +4,10 @@ Select backends with ``pytest --backend NAME`` (repeatable) or ``ANYNET_TEST_BAC
 by default every backend that works here runs. A selected backend that cannot run here (CuPy
 without a GPU) gives one skip with the one-line reason, never an error.
 
+Tests that do not take ``backend`` (file formats, the CLI, plots, scikit-learn's checks) do not
+depend on the backend under test: they run once, when numpy is among the selected backends,
+unless marked ``every_session`` (tests that compare the backends installed in a session).
+
 array-api-strict runs on its non-default ``device1``, so an allocation that forgets
 ``device=`` fails loudly, and with the strict flags on: no boolean indexing and no
 data-dependent shapes.
@@ -47,6 +51,9 @@ def selected_backends(config) -> list[str]:
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "every_session: run in every backend session, not only the numpy one"
+    )
     try:
         import array_api_strict
     except ImportError:
@@ -67,3 +74,13 @@ def backend(request) -> anynet.Backend:
         return anynet.get_backend(TEST_SPECS.get(request.param, request.param))
     except BackendUnavailableError as exc:
         pytest.skip(str(exc).split(". ")[0])
+
+
+def pytest_collection_modifyitems(config, items):
+    if "numpy" in selected_backends(config):
+        return
+    once = pytest.mark.skip(reason="backend-independent: runs in the numpy session")
+    for item in items:
+        uses_backend = "backend" in getattr(item, "fixturenames", ())
+        if not uses_backend and item.get_closest_marker("every_session") is None:
+            item.add_marker(once)

@@ -75,6 +75,7 @@ def test_cupy_without_a_gpu_is_one_clear_error(monkeypatch):
     assert "numpy" in str(info.value)  # says what to do instead
 
 
+@pytest.mark.every_session
 def test_real_cupy_without_gpu():
     cupy = pytest.importorskip("cupy")
     try:
@@ -87,6 +88,7 @@ def test_real_cupy_without_gpu():
         anynet.get_backend("cupy")
 
 
+@pytest.mark.every_session
 def test_status_covers_every_backend_truthfully():
     status = {s.name: s for s in anynet.backend_status()}
     assert tuple(status) == BACKEND_NAMES

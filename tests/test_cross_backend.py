@@ -8,6 +8,8 @@ import pytest
 import anynet
 from anynet import nn
 
+pytestmark = pytest.mark.every_session  # compares the backends each session has installed
+
 BACKENDS = [b for b in anynet.available_backends() if b != "cupy"] + (
     ["cupy"] if "cupy" in anynet.available_backends() else []
 )

@@ -121,6 +121,7 @@ def test_optimizer_steps_match_torch_optim(backend, name):
         )
 
 
+@pytest.mark.every_session
 def test_the_oracle_is_on_torch_itself():
     """Keep the oracle honest: the torch backend is among those these tests run on, here."""
     assert "torch" in anynet.available_backends()
