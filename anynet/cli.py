@@ -131,10 +131,11 @@ def _sizes(text: str) -> tuple[int, ...]:
 #: The best default measured on a 2-core CPU (README's results table): see `anynet train -h`.
 DEFAULTS = {
     "hidden": (256, 128),
-    "epochs": 20,
+    "epochs": 25,
     "batch_size": 128,
     "lr": 1e-3,
     "alpha": 1e-4,
+    "dropout": 0.2,
     "scale": "standardize",
 }
 
@@ -181,7 +182,7 @@ def add_train(subparsers) -> None:
         default="glorot_uniform",
         choices=["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "uniform"],
     )
-    g.add_argument("--dropout", type=_non_negative_float, default=0.0)
+    g.add_argument("--dropout", type=_non_negative_float, default=DEFAULTS["dropout"])
     g = p.add_argument_group("training")
     g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
     g.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], help="learning rate")

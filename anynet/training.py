@@ -149,6 +149,7 @@ def train(
     l1: float = 0.0,
     l2: float = 0.0,
     l2_per_sample: bool = False,
+    reduction: str = "mean",
     validate: Callable[[dict[str, Array]], dict[str, float]] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
@@ -175,6 +176,8 @@ def train(
     loss, l1, l2
         As for :func:`anynet.nn.loss_and_grads`. With ``l2_per_sample`` the L2 strength is
         divided by each batch's size (scikit-learn's ``alpha``).
+    reduction : {'mean', 'sum'}
+        How each batch's loss combines its samples (the from-scratch seed sums).
     validate : callable, optional
         ``validate(params) -> {'val_accuracy': ..., ...}`` after each epoch.
     callbacks : sequence of Callback
@@ -231,6 +234,7 @@ def train(
                     loss=loss,
                     l1=l1,
                     l2=step_l2,
+                    reduction=reduction,
                     train=True,
                     rng=rng,
                     xp=xp,
@@ -238,7 +242,7 @@ def train(
                 state.params, state.opt_state = params, opt_state
                 state.step += 1
                 state.batch = b + 1
-                losses.append(value * n)
+                losses.append(value * n if reduction == "mean" else value)  # a batch sum
                 state.seen += n
                 for cb in callbacks:
                     cb.on_step_end(state)
