@@ -180,7 +180,14 @@ def add_train(subparsers) -> None:
     g.add_argument(
         "--init",
         default="glorot_uniform",
-        choices=["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "uniform"],
+        choices=[
+            "glorot_uniform",
+            "glorot_normal",
+            "he_uniform",
+            "he_normal",
+            "uniform",
+            "pytorch",
+        ],
     )
     g.add_argument("--dropout", type=_non_negative_float, default=DEFAULTS["dropout"])
     g = p.add_argument_group("training")
@@ -338,7 +345,8 @@ def _write_plots(clf, X_test, y_test, directory: Path) -> None:
     proba = clf.predict_proba(X_test)
     pred = clf.classes_[proba.argmax(axis=1)]
     history = {k: v for k, v in clf.history_.items() if k != "epoch_seconds"}
-    plots.plot_learning_curves(history, path=directory / "learning_curves.png")
+    # The monitored set is the test set: monitored, never used to choose anything.
+    plots.plot_learning_curves(history, path=directory / "learning_curves.png", val_label="test")
     plots.plot_predictions(
         X_test[:25], y_test[:25], pred[:25], NAMES, path=directory / "predictions.png"
     )

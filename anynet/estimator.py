@@ -160,6 +160,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     init : str
         Weight initializer (:mod:`anynet.nn.init`): ``'glorot_uniform'``, ``'he_normal'``,
         ``'uniform'`` (the from-scratch seed's U(-1, 1)), ...; biases start at zero.
+        ``'pytorch'`` draws weights and biases as ``torch.nn.Linear`` does.
     output : {'softmax', 'log_softmax', 'sigmoid'}
         Output layer and loss: softmax cross-entropy; log-softmax with NLL (the PyTorch seed);
         or one sigmoid per class with binary cross-entropy (the from-scratch seed).
@@ -310,7 +311,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 raise _bad(name, "a number in [0, 1)", value)
         if not 0 < self.validation_fraction < 1:
             raise _bad("validation_fraction", "a number in (0, 1)", self.validation_fraction)
-        nn.init.get_initializer(self.init)
+        if self.init != "pytorch":
+            nn.init.get_initializer(self.init)
 
     def _build(self, n_in: int, n_out: int) -> tuple[nn.Sequential, str, str]:
         act = _ACTIVATIONS[self.activation]
@@ -318,15 +320,20 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         layers: list[nn.Layer] = []
         sizes = (n_in, *self._hidden)
         for a, b in itertools.pairwise(sizes):
-            layers.append(nn.Dense(a, b, init=self.init))
+            layers.append(self._dense(a, b))
             if act is not None:
                 layers.append(act())
             if self.dropout > 0:
                 layers.append(nn.Dropout(self.dropout))
-        layers.append(nn.Dense(sizes[-1], n_out, init=self.init))
+        layers.append(self._dense(sizes[-1], n_out))
         if last is not None:
             layers.append(last())
         return nn.Sequential(*layers), loss, link
+
+    def _dense(self, n_in: int, n_out: int) -> nn.Dense:
+        if self.init == "pytorch":  # torch.nn.Linear's default, biases included
+            return nn.Dense(n_in, n_out, init="pytorch_uniform", bias_init="pytorch_uniform")
+        return nn.Dense(n_in, n_out, init=self.init)
 
     def _optimizer(self) -> nn.optim.GradientTransformation:
         lr = float(self.learning_rate_init)

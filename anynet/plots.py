@@ -109,6 +109,7 @@ def plot_learning_curves(
     history: Mapping[str, Sequence[float]],
     path: str | os.PathLike[str] | None = None,
     *,
+    val_label: str = "validation",
     dpi: int = 120,
 ) -> Figure:
     """Loss and accuracy per epoch, in two panels side by side.
@@ -119,6 +120,8 @@ def plot_learning_curves(
         Per-epoch values. ``'loss'`` (training loss) is required; ``'val_loss'``,
         ``'train_accuracy'`` and ``'val_accuracy'`` are drawn when present. Each must have one
         value per epoch, as many as ``'loss'``. Other keys are ignored.
+    val_label : str
+        Legend name of the ``val_*`` series (``anynet train`` monitors the test set: "test").
     path : str or path-like, optional
         Also save the figure here.
     dpi : int
@@ -166,8 +169,8 @@ def plot_learning_curves(
     # Markers make a handful of epochs readable; on long runs they would only add noise.
     marker = "o" if n_epochs <= 30 else None
     panels = (
-        (ax_loss, "loss", (("loss", "train"), ("val_loss", "validation"))),
-        (ax_acc, "accuracy", (("train_accuracy", "train"), ("val_accuracy", "validation"))),
+        (ax_loss, "loss", (("loss", "train"), ("val_loss", val_label))),
+        (ax_acc, "accuracy", (("train_accuracy", "train"), ("val_accuracy", val_label))),
     )
     for ax, quantity, keys in panels:
         drawn = False

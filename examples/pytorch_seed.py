@@ -36,6 +36,7 @@ def main() -> int:
     clf = anynet.NNClassifier(
         hidden_layer_sizes=(256, 128, 64),
         activation="relu",
+        init="pytorch",  # torch.nn.Linear's U(+-1/sqrt(fan_in)), biases too
         output="log_softmax",  # LogSoftmax layer + NLL loss, as the tutorial
         solver="adam",
         learning_rate_init=0.003,

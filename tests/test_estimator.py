@@ -298,3 +298,13 @@ def test_checkpoint_every_n_steps_is_written(tmp_path, blobs):
     ).fit(X, y)
     ckpt = load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy")
     assert ckpt.step == 4 and ckpt.epoch == 0 and ckpt.extra["batch"] == 4  # 6 steps: last at 4
+
+
+def test_pytorch_init_draws_weights_and_biases_like_torch_linear(blobs):
+    X, y = blobs
+    clf = NNClassifier((64,), init="pytorch", max_iter=1, learning_rate_init=1e-12,
+                       random_state=0).fit(X, y)
+    for W, b in zip(clf.coefs_, clf.intercepts_, strict=True):
+        bound = 1 / np.sqrt(W.shape[0])
+        assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
+        assert np.abs(W).max() > 0.9 * bound and np.abs(b).max() > 0.5 * bound  # biases drawn

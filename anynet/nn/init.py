@@ -20,6 +20,7 @@ __all__ = [
     "glorot_uniform",
     "he_normal",
     "he_uniform",
+    "pytorch_uniform",
     "uniform",
     "zeros",
 ]
@@ -60,6 +61,13 @@ def he_normal(shape, *, fan_in, fan_out, rng, backend, dtype):
     return _draw(rng.normal(0.0, std, size=shape), backend, dtype)
 
 
+def pytorch_uniform(shape, *, fan_in, fan_out, rng, backend, dtype):
+    """U(-a, a) with ``a = 1 / sqrt(fan_in)``: what ``torch.nn.Linear`` draws for its weights
+    and biases by default (``kaiming_uniform_`` with ``a = sqrt(5)``)."""
+    limit = 1.0 / math.sqrt(fan_in)
+    return _draw(rng.uniform(-limit, limit, size=shape), backend, dtype)
+
+
 def zeros(shape, *, fan_in, fan_out, rng, backend, dtype):
     """All zeros (draws nothing from ``rng``)."""
     return backend.xp.zeros(shape, dtype=backend.dtype(dtype), device=backend.device)
@@ -71,6 +79,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "glorot_normal": glorot_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
+    "pytorch_uniform": pytorch_uniform,
     "zeros": zeros,
 }
 
