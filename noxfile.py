@@ -34,6 +34,9 @@ def install(session: nox.Session, *args: str) -> None:
 
 
 def pytest(session: nox.Session, backend: str, **env: str) -> None:
+    # SCIPY_ARRAY_API lets scikit-learn's array-API estimator check run (it must be set before
+    # scikit-learn is imported, hence here rather than in the tests).
+    env = {"SCIPY_ARRAY_API": "1", **env}
     session.run("python", "-m", "pytest", f"--backend={backend}", *session.posargs, env=env)
 
 

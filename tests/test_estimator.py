@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import warnings
 
@@ -34,6 +35,34 @@ def blobs():
         n_samples=300, n_features=12, n_informative=8, n_classes=3, class_sep=2.0, random_state=1
     )
     return X, y
+
+
+def test_sklearn_array_api_check_on_each_backend(backend):
+    """scikit-learn's own check that array-API input gives output of the same namespace."""
+    import os
+
+    from sklearn.utils.estimator_checks import check_array_api_input
+
+    if os.environ.get("SCIPY_ARRAY_API") != "1":
+        pytest.skip("needs SCIPY_ARRAY_API=1 before scikit-learn is imported (nox sets it)")
+    allow = contextlib.nullcontext()
+    if backend.name == "array_api_strict":
+        import array_api_strict
+
+        namespace, device = "array_api_strict", None
+        # scikit-learn's accuracy_score (behind ClassifierMixin.score) calls unique_values, a
+        # data-dependent shape that conftest forbids for anynet's sake: allow it here only.
+        allow = array_api_strict.ArrayAPIStrictFlags(data_dependent_shapes=True)
+    else:
+        namespace, device = backend.name, str(backend.device)
+    with allow:
+        check_array_api_input(
+            "NNClassifier",
+            NNClassifier((8,), max_iter=20, random_state=0),
+            array_namespace=namespace,
+            device_name=device,
+            dtype_name="float64",
+        )
 
 
 def test_learns_an_easy_problem_like_mlpclassifier(blobs):
@@ -302,8 +331,9 @@ def test_checkpoint_every_n_steps_is_written(tmp_path, blobs):
 
 def test_pytorch_init_draws_weights_and_biases_like_torch_linear(blobs):
     X, y = blobs
-    clf = NNClassifier((64,), init="pytorch", max_iter=1, learning_rate_init=1e-12,
-                       random_state=0).fit(X, y)
+    clf = NNClassifier(
+        (64,), init="pytorch", max_iter=1, learning_rate_init=1e-12, random_state=0
+    ).fit(X, y)
     for W, b in zip(clf.coefs_, clf.intercepts_, strict=True):
         bound = 1 / np.sqrt(W.shape[0])
         assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
