@@ -243,7 +243,7 @@ def add_train(subparsers) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write learning curves, predictions and confusion matrix PNGs here",
+        help="write learning curves, predictions, confusion matrix and t-SNE PNGs here",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -355,6 +355,9 @@ def _write_plots(clf, X_test, y_test, directory: Path) -> None:
     )
     cm = metrics.confusion_matrix(y_test, pred, n_classes=len(NAMES))
     plots.plot_confusion_matrix(cm, NAMES, path=directory / "confusion_matrix.png")
+    # The from-scratch tutorial's look at the data: 2,000 test images in two dimensions.
+    flat = X_test.reshape(len(X_test), -1)
+    plots.plot_tsne(flat, y_test, NAMES, n_samples=2000, path=directory / "tsne.png")
 
 
 # --- evaluate -------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_train_writes_model_and_plots(trained):
     assert 0.6 < accuracy <= 1.0  # 3000 images, 2 epochs: well above chance (10%)
     clf = anynet.load(d / "m.safetensors")
     assert clf.n_iter_ == 2 and clf.n_features_in_ == 784
-    for name in ("learning_curves", "predictions", "probabilities", "confusion_matrix"):
+    for name in ("learning_curves", "predictions", "probabilities", "confusion_matrix", "tsne"):
         png = (d / "plots" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
 
