@@ -18,17 +18,22 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+_SUBMODULES = ("data", "datasets", "fast", "io", "metrics", "nn", "plots", "testing", "training")
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
+    if name in _SUBMODULES:  # `anynet.data.DataLoader` works without importing anynet.data
+        return importlib.import_module(f"anynet.{name}")
     raise AttributeError(f"module 'anynet' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])
 
 
 __all__ = [

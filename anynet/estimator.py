@@ -612,8 +612,9 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_host_params(self, params: dict[str, Any], be: Backend) -> None:
         names = [name for name in self._model.param_shapes() if name.endswith(".W")]
-        self.coefs_ = [be.to_numpy(params[n]) for n in names]
-        self.intercepts_ = [be.to_numpy(params[n[:-2] + ".b"]) for n in names]
+        # Copies: a fast path's parameters are views into buffers it goes on updating.
+        self.coefs_ = [np.array(be.to_numpy(params[n])) for n in names]
+        self.intercepts_ = [np.array(be.to_numpy(params[n[:-2] + ".b"])) for n in names]
 
     def _resume_state(self, path: Path, be: Backend, stopper) -> TrainState:
         from anynet.io import load_checkpoint

@@ -125,8 +125,9 @@ class EarlyStopping(Callback):
             improved = value < self.best
         if improved:
             self.best = value
-            if self.restore_best:
-                self.best_params = dict(state.params)  # arrays are never mutated: no copy
+            if self.restore_best:  # a copy: a fast path updates parameters in place
+                xp = array_namespace(*state.params.values())
+                self.best_params = {k: xp.asarray(v, copy=True) for k, v in state.params.items()}
         if self.no_improvement > self.patience:
             state.stop = True
 
@@ -154,6 +155,7 @@ def train(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     progress_every: int | None = None,
+    fast: bool = True,
 ) -> TrainState:
     """Train until ``state.epoch == epochs`` or a callback stops the run.
 
@@ -183,6 +185,9 @@ def train(
     callbacks : sequence of Callback
     progress : bool
         Show a tqdm progress bar (epoch, loss, accuracy, samples/s) on stderr.
+    fast : bool
+        Use a backend fast path where one applies (:mod:`anynet.fast`); ``False`` forces
+        the generic engine. The fast path's parameters are updated in place.
 
     Raises
     ------
@@ -194,6 +199,17 @@ def train(
     """
     xp = backend.xp
     n_batches = len(loader)
+    # A fused step for this backend and model, where one exists (the same math, fewer passes
+    # over memory); it updates its flat buffers in place and shows them as state.params.
+    fused = None
+    if fast:
+        from anynet.fast import fused_step
+
+        fused = fused_step(
+            model, optimizer, backend, state.params, state.opt_state, loss=loss, reduction=reduction
+        )
+    if fused is not None:
+        state.params, state.opt_state = fused.params, fused.opt_state
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -224,22 +240,26 @@ def train(
                 # mid-epoch draws exactly the masks the uninterrupted run drew.
                 rng = backend.generator(derive_seed(seed, epoch, b, 1)) if dropout else None
                 step_l2 = l2 / n if l2_per_sample else l2
-                params, opt_state, value = train_step(
-                    model,
-                    optimizer,
-                    state.params,
-                    state.opt_state,
-                    X,
-                    y,
-                    loss=loss,
-                    l1=l1,
-                    l2=step_l2,
-                    reduction=reduction,
-                    train=True,
-                    rng=rng,
-                    xp=xp,
-                )
-                state.params, state.opt_state = params, opt_state
+                if fused is not None:
+                    value = fused(X, y, l1=l1, l2=step_l2, rng=rng)
+                    state.opt_state = fused.opt_state  # params are its views, updated in place
+                else:
+                    params, opt_state, value = train_step(
+                        model,
+                        optimizer,
+                        state.params,
+                        state.opt_state,
+                        X,
+                        y,
+                        loss=loss,
+                        l1=l1,
+                        l2=step_l2,
+                        reduction=reduction,
+                        train=True,
+                        rng=rng,
+                        xp=xp,
+                    )
+                    state.params, state.opt_state = params, opt_state
                 state.step += 1
                 state.batch = b + 1
                 losses.append(value * n if reduction == "mean" else value)  # a batch sum

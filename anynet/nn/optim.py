@@ -49,10 +49,16 @@ Schedule = Callable[[int], float]
 
 class GradientTransformation(NamedTuple):
     """A pair of pure functions: ``init(params) -> state`` and
-    ``update(updates, state, params) -> (updates, state)``."""
+    ``update(updates, state, params) -> (updates, state)``.
+
+    ``spec`` names a built-in optimizer and its hyper-parameters (``('adam', {...})``), so a
+    backend fast path can recognise it and run the same update fused; ``None`` for anything
+    else, which always runs through ``update``.
+    """
 
     init: Callable[[Tree], Any]
     update: Callable[[Tree, Any, Tree], tuple[dict[str, Array], Any]]
+    spec: tuple[str, dict[str, Any]] | None = None
 
 
 class EmptyState(NamedTuple):
@@ -201,10 +207,18 @@ def sgd(
     """Stochastic gradient descent, with optional (Nesterov) momentum and L2 weight decay."""
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov=True needs a momentum > 0")
-    return chain(
+    t = chain(
         add_decayed_weights(weight_decay),
         trace(momentum, nesterov),
         scale_by_learning_rate(learning_rate),
+    )
+    return _named(
+        t,
+        "sgd",
+        learning_rate,
+        momentum=float(momentum),
+        nesterov=bool(nesterov),
+        weight_decay=float(weight_decay),
     )
 
 
@@ -216,10 +230,19 @@ def adam(
     weight_decay: float = 0.0,
 ) -> GradientTransformation:
     """Adam (Kingma & Ba, 2015); ``weight_decay`` adds L2 to the gradient, as PyTorch's Adam."""
-    return chain(
+    t = chain(
         add_decayed_weights(weight_decay),
         scale_by_adam(beta1, beta2, eps),
         scale_by_learning_rate(learning_rate),
+    )
+    return _named(
+        t,
+        "adam",
+        learning_rate,
+        beta1=float(beta1),
+        beta2=float(beta2),
+        eps=float(eps),
+        weight_decay=float(weight_decay),
     )
 
 
@@ -231,11 +254,27 @@ def adamw(
     weight_decay: float = 0.01,
 ) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as PyTorch's."""
-    return chain(
+    t = chain(
         scale_by_adam(beta1, beta2, eps),
         add_decayed_weights(weight_decay),
         scale_by_learning_rate(learning_rate),
     )
+    return _named(
+        t,
+        "adamw",
+        learning_rate,
+        beta1=float(beta1),
+        beta2=float(beta2),
+        eps=float(eps),
+        weight_decay=float(weight_decay),
+    )
+
+
+def _named(t: GradientTransformation, name: str, learning_rate: Any, **hyper: Any):
+    """Attach a spec for fast paths; a learning-rate schedule keeps the generic update."""
+    if callable(learning_rate):
+        return t
+    return t._replace(spec=(name, {"learning_rate": float(learning_rate), **hyper}))
 
 
 def _namespace(tree: Tree) -> Any:

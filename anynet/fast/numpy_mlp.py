@@ -1,0 +1,499 @@
+"""A fused, in-place training step for multi-layer perceptrons on NumPy.
+
+The generic engine (:mod:`anynet.nn`) allocates a new array for every operation, which is what
+lets it run on any Array API library. On a CPU the allocations and the passes over memory they
+imply cost as much as the arithmetic at these sizes, so for the common case — ``Dense`` layers
+with element-wise activations and dropout, a cross-entropy loss, SGD or Adam — this module runs
+the same step with:
+
+- all parameters in one flat buffer (weights first, so an L2 penalty is one operation), their
+  gradients in another, and the optimizer's moments in two more: one optimizer update is a
+  handful of passes over four arrays instead of a few per tensor;
+- every intermediate preallocated and written with ``out=``: no allocation per step.
+
+Each function below is the in-place twin of a generic one, named in its docstring, and
+``tests/test_fast.py`` checks it equal to that twin on random inputs. ``FusedMLPStep`` composes
+them; :func:`anynet.fast.fused_step` decides when it applies. Results equal the generic step's
+up to floating-point rounding (the order of operations differs), not bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from anynet.nn import layers as L
+from anynet.nn.optim import AdamState, LearningRateState, TraceState
+
+__all__ = [
+    "FusedMLPStep",
+    "adam_update_",
+    "leaky_relu_",
+    "leaky_relu_backward_",
+    "relu_",
+    "relu_backward_",
+    "sgd_update_",
+    "sigmoid_",
+    "sigmoid_backward_",
+    "sigmoid_cross_entropy_",
+    "softmax_cross_entropy_",
+    "tanh_",
+    "tanh_backward_",
+]
+
+# Every NumPy call of the step goes through this name, so a benchmark can count them.
+xp_np: Any = np
+
+
+# --- activations, in place: Z becomes the activation's output ---------------------------------
+
+
+def relu_(Z: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.relu`."""
+    xp_np.maximum(Z, 0, out=Z)
+
+
+def relu_backward_(dA: np.ndarray, A: np.ndarray, mask: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.relu_backward`: ``dA`` becomes ``dZ``.
+    ``mask`` is a boolean buffer of ``A``'s shape."""
+    xp_np.greater(A, 0, out=mask)
+    xp_np.multiply(dA, mask, out=dA)
+
+
+def sigmoid_(Z: np.ndarray, tmp: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.sigmoid` (the same overflow-free form:
+    ``exp`` only sees ``-|z|``)."""
+    xp_np.abs(Z, out=tmp)
+    xp_np.negative(tmp, out=tmp)
+    xp_np.exp(tmp, out=tmp)  # e = exp(-|z|), in (0, 1]
+    positive = Z >= 0
+    xp_np.add(tmp, 1, out=Z)  # 1 + e
+    xp_np.divide(1, Z, out=Z)  # 1 / (1 + e): sigmoid(|z|)
+    # For z < 0, sigmoid(z) = e / (1 + e) = e * sigmoid(|z|).
+    xp_np.multiply(tmp, Z, out=tmp)
+    xp_np.copyto(Z, tmp, where=~positive)
+
+
+def sigmoid_backward_(dA: np.ndarray, A: np.ndarray, tmp: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.sigmoid_backward`."""
+    xp_np.subtract(1, A, out=tmp)
+    xp_np.multiply(tmp, A, out=tmp)
+    xp_np.multiply(dA, tmp, out=dA)
+
+
+def tanh_(Z: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.tanh`."""
+    xp_np.tanh(Z, out=Z)
+
+
+def tanh_backward_(dA: np.ndarray, A: np.ndarray, tmp: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.tanh_backward`."""
+    xp_np.multiply(A, A, out=tmp)
+    xp_np.subtract(1, tmp, out=tmp)
+    xp_np.multiply(dA, tmp, out=dA)
+
+
+def leaky_relu_(Z: np.ndarray, slope: float, tmp: np.ndarray) -> None:
+    """In-place twin of :func:`anynet.nn.functional.leaky_relu` (``0 <= slope < 1``)."""
+    xp_np.multiply(Z, slope, out=tmp)
+    xp_np.maximum(Z, tmp, out=Z)
+
+
+def leaky_relu_backward_(
+    dA: np.ndarray, A: np.ndarray, slope: float, tmp: np.ndarray, mask: np.ndarray
+) -> None:
+    """In-place twin of :func:`anynet.nn.functional.leaky_relu_backward`."""
+    xp_np.less_equal(A, 0, out=mask)
+    xp_np.multiply(dA, slope, out=tmp)
+    xp_np.copyto(dA, tmp, where=mask)
+
+
+# --- losses: the logits buffer becomes the gradient -------------------------------------------
+
+
+def softmax_cross_entropy_(Z: np.ndarray, y: np.ndarray, scale: float, col: np.ndarray) -> float:
+    """In-place twin of :func:`anynet.nn.losses.softmax_cross_entropy` for integer labels.
+
+    ``Z`` (logits) becomes ``dlogits`` (``(softmax - one_hot) * scale``); returns the loss.
+    ``col`` is a ``(B, 1)`` buffer.
+    """
+    xp_np.max(Z, axis=1, keepdims=True, out=col)
+    xp_np.subtract(Z, col, out=Z)  # shifted logits: the largest is 0, exp cannot overflow
+    picked = xp_np.take_along_axis(Z, y[:, None], axis=1)
+    xp_np.exp(Z, out=Z)
+    xp_np.sum(Z, axis=1, keepdims=True, out=col)
+    loss = float(xp_np.sum(xp_np.log(col) - picked)) * scale
+    xp_np.divide(Z, col, out=Z)
+    Z[xp_np.arange(len(y)), y] -= 1.0
+    xp_np.multiply(Z, scale, out=Z)
+    return loss
+
+
+def sigmoid_cross_entropy_(Z: np.ndarray, y: np.ndarray, scale: float, tmp: np.ndarray) -> float:
+    """In-place twin of :func:`anynet.nn.losses.sigmoid_binary_cross_entropy` for integer
+    labels: ``Z`` becomes ``(sigmoid(Z) - one_hot) * scale``; returns the loss."""
+    rows = xp_np.arange(len(y))
+    picked = float(xp_np.sum(Z[rows, y]))
+    # sum of max(z, 0) + log1p(exp(-|z|)), minus the labelled logits (z * t)
+    xp_np.abs(Z, out=tmp)
+    xp_np.negative(tmp, out=tmp)
+    xp_np.exp(tmp, out=tmp)
+    xp_np.log1p(tmp, out=tmp)
+    loss = float(xp_np.sum(tmp)) + float(xp_np.sum(xp_np.maximum(Z, 0))) - picked
+    sigmoid_(Z, tmp)
+    Z[rows, y] -= 1.0
+    xp_np.multiply(Z, scale, out=Z)
+    return loss * scale
+
+
+# --- optimizers on flat buffers --------------------------------------------------------------
+
+
+def adam_update_(
+    theta: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    count: int,
+    tmp: np.ndarray,
+    *,
+    learning_rate: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+) -> None:
+    """In-place twin of :func:`anynet.nn.optim.adam` (``decoupled``: ``adamw``) for step
+    ``count`` (1 on the first step). ``g`` is used as scratch."""
+    if weight_decay and not decoupled:  # Adam's L2: into the gradient
+        xp_np.multiply(theta, weight_decay, out=tmp)
+        xp_np.add(g, tmp, out=g)
+    c1 = 1.0 / (1.0 - beta1**count)
+    c2 = 1.0 / math.sqrt(1.0 - beta2**count)
+    xp_np.multiply(m, beta1, out=m)
+    xp_np.multiply(g, 1.0 - beta1, out=tmp)
+    xp_np.add(m, tmp, out=m)
+    xp_np.multiply(g, g, out=g)
+    xp_np.multiply(v, beta2, out=v)
+    xp_np.multiply(g, 1.0 - beta2, out=g)
+    xp_np.add(v, g, out=v)
+    xp_np.sqrt(v, out=tmp)
+    xp_np.multiply(tmp, c2, out=tmp)
+    xp_np.add(tmp, eps, out=tmp)
+    xp_np.divide(m, tmp, out=tmp)
+    xp_np.multiply(tmp, c1, out=tmp)
+    if weight_decay and decoupled:  # AdamW: decay beside the Adam direction
+        xp_np.multiply(theta, weight_decay, out=g)
+        xp_np.add(tmp, g, out=tmp)
+    xp_np.multiply(tmp, -learning_rate, out=tmp)
+    xp_np.add(theta, tmp, out=theta)
+
+
+def sgd_update_(
+    theta: np.ndarray,
+    g: np.ndarray,
+    trace: np.ndarray | None,
+    tmp: np.ndarray,
+    *,
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """In-place twin of :func:`anynet.nn.optim.sgd`. ``g`` is used as scratch."""
+    if weight_decay:
+        xp_np.multiply(theta, weight_decay, out=tmp)
+        xp_np.add(g, tmp, out=g)
+    if trace is not None:
+        xp_np.multiply(trace, momentum, out=trace)
+        xp_np.add(trace, g, out=trace)
+        if nesterov:
+            xp_np.multiply(trace, momentum, out=tmp)
+            xp_np.add(g, tmp, out=g)
+        else:
+            xp_np.copyto(g, trace)
+    xp_np.multiply(g, -learning_rate, out=g)
+    xp_np.add(theta, g, out=theta)
+
+
+# --- the fused step --------------------------------------------------------------------------
+
+_ACTIVATIONS = (L.ReLU, L.Sigmoid, L.Tanh, L.LeakyReLU)
+
+
+def parse_mlp(model: L.Layer, loss: str) -> list[tuple[L.Dense, L.Layer | None, float]] | None:
+    """``model`` as ``[(dense, activation or None, dropout p), ...]``, or ``None`` if it is not
+    a stack of Dense layers with element-wise activations and dropout that ``loss`` fits."""
+    if not isinstance(model, L.Sequential):
+        return None
+    items = list(model.layers)
+    if loss == "nll":  # LogSoftmax + NLL is softmax cross-entropy written in two pieces
+        if not items or not isinstance(items[-1], L.LogSoftmax):
+            return None
+        items = items[:-1]
+    elif loss not in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+        return None
+    plan: list[list[Any]] = []
+    for layer in items:
+        if isinstance(layer, L.Dense):
+            plan.append([layer, None, 0.0])
+        elif isinstance(layer, _ACTIVATIONS) and plan and plan[-1][1] is None:
+            if plan[-1][2]:
+                return None  # dropout before the activation: not the usual shape
+            plan[-1][1] = layer
+        elif isinstance(layer, L.Dropout) and plan and not plan[-1][2]:
+            plan[-1][2] = layer.p
+        else:
+            return None
+    if not plan or plan[-1][1] is not None or plan[-1][2]:
+        return None  # the last Dense must give the logits directly
+    return [tuple(p) for p in plan]
+
+
+class FusedMLPStep:
+    """The training step of an MLP on NumPy, fused over flat buffers (see the module doc).
+
+    ``params`` and ``opt_state`` present the flat buffers in the generic engine's form (a dict
+    of views, the optimizer's NamedTuples), so checkpoints, callbacks and the estimator see the
+    same structures whichever step ran.
+    """
+
+    def __init__(self, model, plan, optimizer, template_state, params, dtype, loss, reduction):
+        self.model = model
+        self.plan = plan
+        self.kind, self.hyper = optimizer.spec
+        self.loss = loss
+        self.reduction = reduction
+        self.dtype = np.dtype(dtype)
+        self._template = template_state
+        shapes = model.param_shapes()
+        # Weights first, then biases: the penalties apply to one contiguous region.
+        order = [n for n in shapes if n.endswith(".W")] + [n for n in shapes if n.endswith(".b")]
+        sizes = {n: math.prod(shapes[n]) for n in order}
+        self.n_weights = sum(sizes[n] for n in order if n.endswith(".W"))
+        total = sum(sizes.values())
+        self.theta = np.empty(total, dtype=self.dtype)
+        self.grad = np.empty(total, dtype=self.dtype)
+        self.tmp = np.empty(total, dtype=self.dtype)
+        self._slices: dict[str, slice] = {}
+        offset = 0
+        for n in order:
+            self._slices[n] = slice(offset, offset + sizes[n])
+            offset += sizes[n]
+        self._shapes = {n: tuple(shapes[n]) for n in shapes}  # the model's own order
+        self.views = self._named(self.theta)
+        self.grad_views = self._named(self.grad)
+        self.m = self.v = self.trace = None
+        if self.kind in ("adam", "adamw"):
+            self.m = np.zeros(total, dtype=self.dtype)
+            self.v = np.zeros(total, dtype=self.dtype)
+            self._mu, self._nu = self._named(self.m), self._named(self.v)
+        elif self.hyper["momentum"]:
+            self.trace = np.zeros(total, dtype=self.dtype)
+            self._trace = self._named(self.trace)
+        self.count = 0
+        # Per Dense layer of the plan: its parameter names ("i.W" and, with a bias, "i.b").
+        per_layer = [
+            [n for n in shapes if n.split(".")[0] == str(i)] for i in range(len(model.layers))
+        ]
+        self._dense_names = [names for names in per_layer if names]
+        self._buffers_for = 0
+        self.load(params, template_state)
+
+    # -- moving state in and out ----------------------------------------------------------
+
+    def load(self, params: Mapping[str, Any], opt_state: Any = None) -> None:
+        """Copy parameters (and optimizer state in the generic form) into the flat buffers."""
+        for n, view in self.views.items():
+            view[...] = np.asarray(params[n])
+        if opt_state is None:
+            return
+        for s in _walk(opt_state):
+            if isinstance(s, AdamState):
+                self.count = int(s.count)
+                for n in self.views:
+                    self._mu[n][...] = np.asarray(s.mu[n])
+                    self._nu[n][...] = np.asarray(s.nu[n])
+            elif isinstance(s, TraceState) and s.trace:
+                for n in self.views:
+                    self._trace[n][...] = np.asarray(s.trace[n])
+            elif isinstance(s, LearningRateState):
+                self.count = int(s.count)
+
+    def _named(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of ``buffer`` by parameter name, shaped as the parameters."""
+        return {n: buffer[self._slices[n]].reshape(shape) for n, shape in self._shapes.items()}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.views
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state in the generic engine's structure (views into the buffers)."""
+
+        def rebuild(s):
+            if isinstance(s, tuple) and not hasattr(s, "_fields"):
+                return tuple(rebuild(x) for x in s)
+            if isinstance(s, AdamState):
+                return AdamState(count=self.count, mu=self._mu, nu=self._nu)
+            if isinstance(s, TraceState):
+                return s if self.trace is None else TraceState(self._trace)
+            if isinstance(s, LearningRateState):
+                return LearningRateState(self.count)
+            return s
+
+        return rebuild(self._template)
+
+    # -- the step -------------------------------------------------------------------------
+
+    def _allocate(self, batch: int) -> None:
+        """Activation, gradient and scratch buffers for batches of up to ``batch`` rows."""
+        dt = self.dtype
+        self.Z = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.D = [np.empty((batch, d.n_out), dt) if p else None for d, _, p in self.plan]
+        self.keep = [np.empty((batch, d.n_out), bool) if p else None for d, _, p in self.plan]
+        self.dA = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.tmpA = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.maskA = [np.empty((batch, d.n_out), bool) for d, _, _ in self.plan]
+        self.col = np.empty((batch, 1), dt)
+        self._buffers_for = batch
+
+    def __call__(self, X: np.ndarray, y: np.ndarray, *, l1: float, l2: float, rng: Any) -> Any:
+        """One step on batch ``X, y``; returns the loss (a NumPy scalar)."""
+        B = X.shape[0]
+        if B > self._buffers_for:
+            self._allocate(B)
+        if X.dtype != self.dtype:
+            X = X.astype(self.dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            loss = self._step(X, y, B, float(l1), float(l2), rng)
+        return np.asarray(loss, dtype=self.dtype)
+
+    def _step(self, X, y, B, l1, l2, rng):
+        mm = xp_np.matmul
+        inputs = [X]
+        n = len(self.plan)
+        # forward
+        for i, (dense, act, p) in enumerate(self.plan):
+            names = self._dense_names[i]
+            W = self.views[names[0]]
+            Z = self.Z[i][:B]
+            mm(inputs[-1], W, out=Z)
+            if dense.bias:
+                xp_np.add(Z, self.views[names[1]], out=Z)
+            if act is not None:
+                self._activate(act, Z, self.tmpA[i][:B])
+            out = Z
+            if p:
+                # The same draw as the generic Dropout: uniform of the batch's shape, >= p.
+                keep = self.keep[i][:B]
+                xp_np.greater_equal(rng.uniform(Z.shape, self.dtype.name), p, out=keep)
+                out = self.D[i][:B]
+                xp_np.multiply(Z, keep, out=out)
+                xp_np.multiply(out, 1.0 / (1.0 - p), out=out)
+            inputs.append(out)
+        # loss: the logits buffer becomes dlogits
+        logits = self.Z[-1][:B]
+        scale = 1.0 / B if self.reduction == "mean" else 1.0
+        if self.loss == "sigmoid_binary_cross_entropy":
+            value = sigmoid_cross_entropy_(logits, y, scale, self.tmpA[-1][:B])
+        else:
+            value = softmax_cross_entropy_(logits, y, scale, self.col[:B])
+        # backward
+        dZ = logits
+        for i in range(n - 1, -1, -1):
+            dense, _, _ = self.plan[i]
+            names = self._dense_names[i]
+            mm(inputs[i].T, dZ, out=self.grad_views[names[0]])
+            if dense.bias:
+                xp_np.sum(dZ, axis=0, out=self.grad_views[names[1]])
+            if i == 0:
+                break  # nobody wants the gradient of the data
+            _, prev_act, prev_p = self.plan[i - 1]
+            dA = self.dA[i - 1][:B]
+            mm(dZ, self.views[names[0]].T, out=dA)
+            if prev_p:
+                xp_np.multiply(dA, self.keep[i - 1][:B], out=dA)
+                xp_np.multiply(dA, 1.0 / (1.0 - prev_p), out=dA)
+            if prev_act is not None:
+                self._activate_backward(
+                    prev_act, dA, self.Z[i - 1][:B], self.tmpA[i - 1][:B], self.maskA[i - 1][:B]
+                )
+            dZ = dA
+        # penalties on the weights (one region of the flat buffers)
+        W, gW, tW = (a[: self.n_weights] for a in (self.theta, self.grad, self.tmp))
+        if l2:
+            value += 0.5 * l2 * float(xp_np.dot(W, W))
+            xp_np.multiply(W, l2, out=tW)
+            xp_np.add(gW, tW, out=gW)
+        if l1:
+            value += l1 * float(xp_np.sum(xp_np.abs(W)))
+            xp_np.sign(W, out=tW)
+            xp_np.multiply(tW, l1, out=tW)
+            xp_np.add(gW, tW, out=gW)
+        # optimizer
+        self.count += 1
+        h = self.hyper
+        if self.kind == "sgd":
+            sgd_update_(
+                self.theta,
+                self.grad,
+                self.trace,
+                self.tmp,
+                learning_rate=h["learning_rate"],
+                momentum=h["momentum"],
+                nesterov=h["nesterov"],
+                weight_decay=h["weight_decay"],
+            )
+        else:
+            adam_update_(
+                self.theta,
+                self.grad,
+                self.m,
+                self.v,
+                self.count,
+                self.tmp,
+                learning_rate=h["learning_rate"],
+                beta1=h["beta1"],
+                beta2=h["beta2"],
+                eps=h["eps"],
+                weight_decay=h["weight_decay"],
+                decoupled=self.kind == "adamw",
+            )
+        return value
+
+    @staticmethod
+    def _activate(act, Z, tmp):
+        if isinstance(act, L.ReLU):
+            relu_(Z)
+        elif isinstance(act, L.Sigmoid):
+            sigmoid_(Z, tmp)
+        elif isinstance(act, L.Tanh):
+            tanh_(Z)
+        else:
+            leaky_relu_(Z, act.negative_slope, tmp)
+
+    @staticmethod
+    def _activate_backward(act, dA, A, tmp, mask):
+        if isinstance(act, L.ReLU):
+            relu_backward_(dA, A, mask)
+        elif isinstance(act, L.Sigmoid):
+            sigmoid_backward_(dA, A, tmp)
+        elif isinstance(act, L.Tanh):
+            tanh_backward_(dA, A, tmp)
+        else:
+            leaky_relu_backward_(dA, A, act.negative_slope, tmp, mask)
+
+
+def _walk(state: Any):
+    """Every NamedTuple in an optimizer state (chains are plain tuples of states)."""
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+        for s in state:
+            yield from _walk(s)
+    else:
+        yield state

@@ -1,0 +1,289 @@
+"""The NumPy fast path is the twin of the generic engine: equal results on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import anynet
+from anynet import nn
+from anynet.fast import fused_step
+from anynet.fast import numpy_mlp as F
+from anynet.nn import functional as G
+from anynet.training import TrainState, train
+
+rng = np.random.default_rng(2024)
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-11, atol=1e-13)}
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def rand(*shape, dtype="float64", scale=3.0):
+    return (rng.normal(size=shape) * scale).astype(dtype)
+
+
+# --- each in-place function against its generic twin -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fast", "generic", "needs_tmp"),
+    [(F.relu_, G.relu, False), (F.sigmoid_, G.sigmoid, True), (F.tanh_, G.tanh, False)],
+)
+def test_activation_twins(dtype, fast, generic, needs_tmp):
+    Z = rand(17, 9, dtype=dtype)
+    Z[0, :3] = [-200.0, 0.0, 200.0]  # saturation and the kink
+    want = generic(Z.copy())
+    got = Z.copy()
+    with np.errstate(over="ignore"):
+        fast(got, np.empty_like(got)) if needs_tmp else fast(got)
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def test_leaky_relu_twins(dtype):
+    Z, dA = rand(11, 5, dtype=dtype), rand(11, 5, dtype=dtype)
+    got = Z.copy()
+    F.leaky_relu_(got, 0.1, np.empty_like(got))
+    np.testing.assert_allclose(got, G.leaky_relu(Z, 0.1), **TOL[dtype])
+    dgot = dA.copy()
+    F.leaky_relu_backward_(dgot, got, 0.1, np.empty_like(got), np.empty(got.shape, bool))
+    np.testing.assert_allclose(dgot, G.leaky_relu_backward(dA, got, 0.1), **TOL[dtype])
+
+
+@pytest.mark.parametrize(
+    ("fast", "generic", "forward", "kind"),
+    [
+        (F.relu_backward_, G.relu_backward, G.relu, "mask"),
+        (F.sigmoid_backward_, G.sigmoid_backward, G.sigmoid, "tmp"),
+        (F.tanh_backward_, G.tanh_backward, G.tanh, "tmp"),
+    ],
+)
+def test_activation_backward_twins(dtype, fast, generic, forward, kind):
+    A = forward(rand(13, 7, dtype=dtype))
+    dA = rand(13, 7, dtype=dtype)
+    got = dA.copy()
+    scratch = np.empty(A.shape, bool) if kind == "mask" else np.empty_like(A)
+    fast(got, A, scratch)
+    np.testing.assert_allclose(got, generic(dA, A), **TOL[dtype])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize(
+    ("fast", "generic"),
+    [
+        (F.softmax_cross_entropy_, nn.softmax_cross_entropy),
+        (F.sigmoid_cross_entropy_, nn.sigmoid_binary_cross_entropy),
+    ],
+)
+def test_loss_twins(dtype, reduction, fast, generic):
+    Z = rand(19, 6, dtype=dtype, scale=10.0)
+    Z[0, 0] = 1e4 if dtype == "float32" else 1e6  # the stable forms must survive this
+    y = rng.integers(0, 6, size=19)
+    want_loss, want_grad = generic(Z.copy(), y, reduction=reduction)
+    got = Z.copy()
+    scale = 1 / 19 if reduction == "mean" else 1.0
+    scratch = np.empty((19, 1), dtype) if fast is F.softmax_cross_entropy_ else np.empty_like(Z)
+    loss = fast(got, y, scale, scratch)
+    np.testing.assert_allclose(loss, float(want_loss), **TOL[dtype])
+    np.testing.assert_allclose(got, want_grad, **TOL[dtype])
+
+
+def _generic_optimizer_step(opt, theta, grads_seq):
+    params = {"p": theta.copy()}
+    state = opt.init(params)
+    for g in grads_seq:
+        updates, state = opt.update({"p": g.copy()}, state, params)
+        params = nn.apply_updates(params, updates)
+    return params["p"]
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda: nn.adam(0.01), "adam"),
+        (lambda: nn.adam(0.01, weight_decay=0.1), "adam"),
+        (lambda: nn.adamw(0.01, weight_decay=0.1), "adamw"),
+        (lambda: nn.sgd(0.1), "sgd"),
+        (lambda: nn.sgd(0.1, momentum=0.9, weight_decay=0.01), "sgd"),
+        (lambda: nn.sgd(0.1, momentum=0.9, nesterov=True), "sgd"),
+    ],
+)
+def test_optimizer_twins(dtype, make, kind):
+    opt = make()
+    theta = rand(50, dtype=dtype, scale=1.0)
+    grads = [rand(50, dtype=dtype, scale=1.0) for _ in range(6)]
+    want = _generic_optimizer_step(opt, theta, grads)
+    got, tmp = theta.copy(), np.empty_like(theta)
+    h = opt.spec[1]
+    m, v, t = np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(theta)
+    for count, g in enumerate(grads, start=1):
+        g = g.copy()
+        if kind == "sgd":
+            F.sgd_update_(
+                got,
+                g,
+                t if h["momentum"] else None,
+                tmp,
+                learning_rate=h["learning_rate"],
+                momentum=h["momentum"],
+                nesterov=h["nesterov"],
+                weight_decay=h["weight_decay"],
+            )
+        else:
+            F.adam_update_(
+                got,
+                g,
+                m,
+                v,
+                count,
+                tmp,
+                learning_rate=h["learning_rate"],
+                beta1=h["beta1"],
+                beta2=h["beta2"],
+                eps=h["eps"],
+                weight_decay=h["weight_decay"],
+                decoupled=kind == "adamw",
+            )
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+# --- the whole fused step against the generic engine -------------------------------------
+
+
+MODELS = {
+    "relu": lambda: nn.Sequential(
+        nn.Dense(12, 16), nn.ReLU(), nn.Dense(16, 8), nn.ReLU(), nn.Dense(8, 5)
+    ),
+    "sigmoid-dropout": lambda: nn.Sequential(
+        nn.Dense(12, 16), nn.Sigmoid(), nn.Dropout(0.3), nn.Dense(16, 5)
+    ),
+    "tanh-leaky": lambda: nn.Sequential(
+        nn.Dense(12, 10),
+        nn.Tanh(),
+        nn.Dense(10, 7),
+        nn.LeakyReLU(0.2),
+        nn.Dropout(0.1),
+        nn.Dense(7, 5),
+    ),
+    "seed-nobias": lambda: nn.Sequential(
+        nn.Dense(12, 9, bias=False, init="uniform"), nn.Sigmoid(), nn.Dense(9, 5, bias=False)
+    ),
+    "log_softmax": lambda: nn.Sequential(
+        nn.Dense(12, 16), nn.ReLU(), nn.Dense(16, 5), nn.LogSoftmax()
+    ),
+}
+LOSS_FOR = {"log_softmax": "nll", "seed-nobias": "sigmoid_binary_cross_entropy"}
+OPTIMIZERS = {
+    "adam": lambda: nn.adam(0.01),
+    "adamw": lambda: nn.adamw(0.01, weight_decay=0.05),
+    "sgd-nesterov": lambda: nn.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+}
+
+
+def run(model_name, opt_name, dtype, *, fast, reduction="mean", l1=0.0, l2=0.0, epochs=3):
+    be = anynet.get_backend("numpy")
+    data = np.random.default_rng(7)
+    X = data.normal(size=(103, 12)).astype(dtype)
+    y = data.integers(0, 5, size=103)
+    model = MODELS[model_name]()
+    opt = OPTIMIZERS[opt_name]()
+    params = model.init_params(rng=be.host_generator(3), backend=be, dtype=dtype)
+    state = TrainState(params=params, opt_state=opt.init(params))
+    loader = anynet.data.DataLoader(X, y, 16, backend=be, seed=5, dtype=dtype, normalize=None)
+    train(
+        model,
+        opt,
+        state,
+        loader,
+        epochs=epochs,
+        backend=be,
+        seed=11,
+        loss=LOSS_FOR.get(model_name, "softmax_cross_entropy"),
+        l1=l1,
+        l2=l2,
+        reduction=reduction,
+        fast=fast,
+    )
+    return state
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_fused_training_equals_generic_training(dtype, model_name, opt_name):
+    kw = dict(l1=1e-4, l2=1e-3) if model_name == "relu" else {}
+    if model_name == "seed-nobias":
+        kw = dict(reduction="sum", l2=0.5)
+    fast = run(model_name, opt_name, dtype, fast=True, **kw)
+    slow = run(model_name, opt_name, dtype, fast=False, **kw)
+    tol = TOL[dtype] if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    for k in slow.params:
+        np.testing.assert_allclose(fast.params[k], slow.params[k], **tol, err_msg=k)
+    np.testing.assert_allclose(fast.history["loss"], slow.history["loss"], **tol)
+    assert fast.step == slow.step
+
+
+def test_fused_optimizer_state_has_the_generic_structure():
+    fast = run("relu", "adam", "float64", fast=True)
+    slow = run("relu", "adam", "float64", fast=False)
+    assert type(fast.opt_state) is type(slow.opt_state)
+    for a, b in zip(fast.opt_state, slow.opt_state, strict=True):
+        assert type(a) is type(b)
+    adam_fast, adam_slow = fast.opt_state[1], slow.opt_state[1]
+    assert adam_fast.count == adam_slow.count
+    for k in adam_slow.mu:
+        np.testing.assert_allclose(adam_fast.mu[k], adam_slow.mu[k], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(adam_fast.nu[k], adam_slow.nu[k], rtol=1e-10, atol=1e-14)
+
+
+def test_resuming_into_the_fused_step_continues_the_generic_state():
+    """A state from the generic path (say, a checkpoint) continues in the fused one."""
+    straight = run("relu", "adam", "float64", fast=False, epochs=4)
+    halfway = run("relu", "adam", "float64", fast=False, epochs=2)
+    be = anynet.get_backend("numpy")
+    data = np.random.default_rng(7)
+    X, y = data.normal(size=(103, 12)), data.integers(0, 5, size=103)
+    loader = anynet.data.DataLoader(X, y, 16, backend=be, seed=5, dtype="float64", normalize=None)
+    train(
+        MODELS["relu"](),
+        OPTIMIZERS["adam"](),
+        halfway,
+        loader,
+        epochs=4,
+        backend=be,
+        seed=11,
+        fast=True,
+    )
+    for k in straight.params:
+        np.testing.assert_allclose(halfway.params[k], straight.params[k], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("model", "loss", "opt", "where"),
+    [
+        (nn.Sequential(nn.Dense(4, 3), nn.Softmax()), "softmax_cross_entropy", nn.adam(), "numpy"),
+        (nn.Sequential(nn.Dense(4, 3)), "mse", nn.adam(), "numpy"),
+        (nn.Sequential(nn.Dense(4, 3)), "softmax_cross_entropy", nn.adam(lambda c: 0.1), "numpy"),
+        (nn.Sequential(nn.Dense(4, 3), nn.ReLU()), "softmax_cross_entropy", nn.adam(), "numpy"),
+        (nn.Sequential(nn.Dense(4, 3)), "softmax_cross_entropy", nn.adam(), "torch"),
+    ],
+    ids=["softmax-layer", "mse", "lr-schedule", "activation-last", "not-numpy"],
+)
+def test_unsupported_cases_keep_the_generic_path(model, loss, opt, where):
+    if where == "torch":
+        pytest.importorskip("torch")
+    be = anynet.get_backend(where)
+    params = model.init_params(rng=be.host_generator(0), backend=be)
+    assert fused_step(model, opt, be, params, opt.init(params), loss=loss, reduction="mean") is None
+
+
+def test_environment_switch_turns_the_fast_path_off(monkeypatch):
+    be = anynet.get_backend("numpy")
+    model = MODELS["relu"]()
+    opt = nn.adam()
+    params = model.init_params(rng=be.host_generator(0), backend=be)
+    args = (model, opt, be, params, opt.init(params))
+    assert fused_step(*args, loss="softmax_cross_entropy", reduction="mean") is not None
+    monkeypatch.setenv("ANYNET_FAST", "0")
+    assert fused_step(*args, loss="softmax_cross_entropy", reduction="mean") is None
