@@ -1,0 +1,297 @@
+"""Benchmark anynet against its peers, in one run, and write the tables.
+
+    python -m bench                      # CPU: anynet-numpy, PyTorch, scikit-learn, the seed
+    python -m bench --device gpu         # GPU: anynet-cupy, PyTorch eager, PyTorch CUDA graph
+    python -m bench --batch 64 --epochs 4 --rounds 3
+
+Each (peer, batch size) trains in a fresh subprocess (so peak memory is its own and no library
+warms another's caches), and the peers take turns, round after round, because a shared machine
+is noisy: compare within one run, and read the ratios. The first epoch of every run is a
+warm-up; the table shows the median of the rest, in milliseconds per epoch.
+Results go to ``bench/results/train_<device>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from bench.peers import CPU_PEERS, GPU_PEERS
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS = {
+    # (peer, batch sizes, largest allowed ratio anynet / peer), from the performance issue
+    "cpu": [("pytorch-cpu", (64, 128, 256), 0.7), ("sklearn-mlp", (64, 128, 256, 1024), 0.6)],
+    "gpu": [("pytorch-eager", (64, 128), 0.25), ("pytorch-cuda-graph", (256, 1024), 1.0)],
+}
+
+
+def worker(peer: str, batch_size: int, epochs: int, device: str) -> None:
+    """Train one peer and print one JSON line."""
+    from anynet.datasets import load_fashion_mnist
+
+    fn, default_device = {**CPU_PEERS, **GPU_PEERS}[peer]
+    X, y = load_fashion_mnist("train")
+    X_test, y_test = load_fashion_mnist("test")
+    result = fn((X, y, X_test, y_test), batch_size, epochs, default_device)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if peer in GPU_PEERS:
+        result["peak_device_mb"] = _peak_device_mb(peer)
+    print(json.dumps(result))
+
+
+def _peak_device_mb(peer: str) -> float | None:
+    try:
+        if peer.startswith("pytorch"):
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes() / 2**20
+    except Exception:
+        return None
+
+
+def _run_worker(peer: str, batch: int, epochs: int) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--worker", peer, str(batch), str(epochs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": last}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    for dist in ("anynet", "numpy", "scikit-learn", "torch", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            info[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def summarize(runs: dict, device: str) -> dict:
+    """Median ms per epoch (warm-up epochs dropped), accuracy, ops, memory per peer and batch."""
+    table = {}
+    for (peer, batch), results in runs.items():
+        ok = [r for r in results if "error" not in r]
+        if not ok:
+            table.setdefault(peer, {})[batch] = {"error": results[0]["error"]}
+            continue
+        times = [t for r in ok for t in r["epoch_seconds"][1:]]
+        row = {
+            "ms_per_epoch": 1000 * statistics.median(times),
+            "epochs_timed": len(times),
+            "test_accuracy": statistics.median(r["test_accuracy"] for r in ok),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
+        }
+        for key in ("ops_per_step", "fast_path", "peak_device_mb", "note", "dtype", "model"):
+            if key in ok[-1]:
+                row[key] = ok[-1][key]
+        table.setdefault(peer, {})[batch] = row
+    return table
+
+
+def targets(table: dict, device: str) -> list[dict]:
+    ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
+    out = []
+    for peer, batches, limit in TARGETS[device]:
+        for batch in batches:
+            a = table.get(ours, {}).get(batch, {})
+            b = table.get(peer, {}).get(batch, {})
+            if "ms_per_epoch" not in a or "ms_per_epoch" not in b:
+                continue
+            ratio = a["ms_per_epoch"] / b["ms_per_epoch"]
+            out.append(
+                {
+                    "peer": peer,
+                    "batch": batch,
+                    "ratio": ratio,
+                    "limit": limit,
+                    "met": ratio <= limit,
+                }
+            )
+    torch_peer = "pytorch-cpu" if device == "cpu" else "pytorch-eager"
+    for batch, a in table.get(ours, {}).items():
+        b = table.get(torch_peer, {}).get(batch, {})
+        if "test_accuracy" in a and "test_accuracy" in b:
+            gap = 100 * (b["test_accuracy"] - a["test_accuracy"])
+            out.append(
+                {
+                    "peer": torch_peer,
+                    "batch": batch,
+                    "accuracy_gap_pp": gap,
+                    "limit": 0.5,
+                    "met": gap <= 0.5,
+                }
+            )
+    return out
+
+
+def markdown(table: dict, checks: list[dict], info: dict, device: str, args) -> str:
+    batches = sorted({b for rows in table.values() for b in rows})
+    ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
+    lines = [
+        f"# anynet training benchmark ({device})",
+        "",
+        f"{info['date']}, {info.get('cpu', '?')} ({info['cpus']} cores)"
+        + (f", {info['gpu']}" if "gpu" in info else "")
+        + f"; Python {info['python']}, "
+        + ", ".join(
+            f"{k} {info[k]}"
+            for k in ("anynet", "numpy", "torch", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x")
+            if k in info
+        ),
+        "",
+        f"784-256-128-64-10 ReLU MLP, Adam (lr 1e-3), Fashion-MNIST resident in memory; "
+        f"{args.epochs} epochs per run, first dropped as warm-up, {args.rounds} interleaved "
+        "rounds; median ms per epoch. Test accuracy after the same epochs.",
+        "",
+        "| peer | " + " | ".join(f"batch {b}" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    for peer, rows in table.items():
+        cells = []
+        for b in batches:
+            r = rows.get(b, {})
+            if "ms_per_epoch" in r:
+                ratio = ""
+                if peer != ours and "ms_per_epoch" in table.get(ours, {}).get(b, {}):
+                    ratio = f" (anynet {table[ours][b]['ms_per_epoch'] / r['ms_per_epoch']:.2f}x)"
+                cells.append(f"{r['ms_per_epoch']:.0f} ms, {100 * r['test_accuracy']:.1f}%{ratio}")
+            else:
+                cells.append(r.get("error", "-")[:60])
+        lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Operations per training step, and peak memory (resident set of the process):",
+        "",
+        "| peer | batch | ops per step | peak RSS MB | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for peer, rows in table.items():
+        for b, r in sorted(rows.items()):
+            if "ms_per_epoch" not in r:
+                continue
+            ops = ", ".join(f"{k}: {v}" for k, v in r.get("ops_per_step", {}).items()) or "-"
+            notes = "; ".join(
+                str(r[k])
+                for k in ("fast_path", "dtype", "model", "note", "peak_device_mb")
+                if k in r
+            )
+            lines.append(f"| {peer} | {b} | {ops} | {r['peak_rss_mb']:.0f} | {notes} |")
+    if checks:
+        lines += [
+            "",
+            "Targets:",
+            "",
+            "| target | batch | measured | limit | met |",
+            "|---|---|---|---|---|",
+        ]
+        for c in checks:
+            if "ratio" in c:
+                what, got = f"anynet / {c['peer']} time", f"{c['ratio']:.2f}x"
+                limit = f"<= {c['limit']}x"
+            else:
+                what, got = f"accuracy gap to {c['peer']}", f"{c['accuracy_gap_pp']:+.2f} pp"
+                limit = "<= 0.5 pp"
+            lines.append(
+                f"| {what} | {c['batch']} | {got} | {limit} | {'yes' if c['met'] else 'NO'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 128, 256, 1024])
+    parser.add_argument("--epochs", type=int, default=3, help="per run, the first a warm-up")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--peers", nargs="+", default=None)
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("PEER", "BATCH", "EPOCHS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.worker:
+        peer, batch, epochs = args.worker
+        worker(peer, int(batch), int(epochs), "")
+        return 0
+    peers = args.peers or list(CPU_PEERS if args.device == "cpu" else GPU_PEERS)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch of each run is a warm-up")
+    runs: dict = {}
+    for rnd in range(args.rounds):
+        for batch in args.batch:
+            for peer in peers:
+                result = _run_worker(peer, batch, args.epochs)
+                runs.setdefault((peer, batch), []).append(result)
+                shown = result.get("error") or (
+                    f"{1000 * statistics.median(result['epoch_seconds'][1:]):.0f} ms/epoch, "
+                    f"{100 * result['test_accuracy']:.2f}%"
+                )
+                print(
+                    f"round {rnd + 1}/{args.rounds}  batch {batch:5d}  {peer:20s} {shown}",
+                    flush=True,
+                )
+    table = summarize(runs, args.device)
+    checks = targets(table, args.device)
+    info = machine()
+    RESULTS.mkdir(exist_ok=True)
+    md = markdown(table, checks, info, args.device, args)
+    (RESULTS / f"train_{args.device}.md").write_text(md)
+    (RESULTS / f"train_{args.device}.json").write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "settings": vars(args),
+                "results": {
+                    peer: {str(b): r for b, r in rows.items()} for peer, rows in table.items()
+                },
+                "targets": checks,
+            },
+            indent=2,
+        )
+    )
+    print()
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
