@@ -3,6 +3,8 @@
     nox                        # what CI runs: lint, numpy, array_api_strict, torch, cupy
     nox -s torch               # one backend
     nox --no-venv -s cupy      # on a machine that already has the packages and no index
+    nox -s bench               # anynet against PyTorch and scikit-learn (not part of `nox`)
+    nox --no-venv -s bench -- --device gpu   # the GPU comparison, on a GPU machine
 
 Each backend session runs the whole suite with that backend selected for the
 backend-parametrised tests (``pytest --backend NAME``). The cupy session skips its GPU tests
@@ -74,3 +76,11 @@ def cupy(session: nox.Session) -> None:
     test that CuPy-without-GPU gives the clear anynet error runs against the real CuPy."""
     install(session, "-e", ".[test,cuda12]")
     pytest(session, "cupy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time anynet against its peers and write bench/results/ (arguments go to
+    ``python -m bench``, e.g. ``-- --device gpu`` or ``-- --batch 64 --rounds 3``)."""
+    install(session, TORCH, "-e", ".")
+    session.run("python", "-m", "bench", *session.posargs)

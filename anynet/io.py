@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import safetensors.numpy
 
-from anynet.backends import Backend, get_backend
+from anynet.backends import Backend, get_backend, to_numpy
 from anynet.errors import ModelFileError
 from anynet.nn import optim
 from anynet.nn.layers import LAYERS, Layer, layer_from_config
@@ -110,24 +110,6 @@ _SAVE_AGAIN = "save the model again with anynet.save, or restore the file from a
 # Host conversion
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    """A NumPy array with the contents of ``x``: NumPy, PyTorch, CuPy or array-api-strict."""
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, np.generic):
-        return np.asarray(x)
-    library = type(x).__module__.partition(".")[0]
-    if library == "torch":
-        return x.detach().cpu().numpy()
-    if library == "cupy":
-        return x.get()
-    if library == "array_api_strict":
-        # NumPy refuses arrays on array-api-strict's test devices; DLPack from its CPU works.
-        xp = x.__array_namespace__()
-        return np.from_dlpack(x.to_device(xp.Device("CPU_DEVICE")))
-    return np.asarray(x)
-
-
 def _is_array(x: Any) -> bool:
     return isinstance(x, np.ndarray) or (
         not isinstance(x, np.generic) and hasattr(x, "__dlpack__") and hasattr(x, "shape")
@@ -136,7 +118,7 @@ def _is_array(x: Any) -> bool:
 
 def _host_tensor(name: str, x: Any) -> np.ndarray:
     """``x`` as a C-contiguous little-endian host array of an allowed dtype, or ValueError."""
-    host = _to_numpy(x)
+    host = to_numpy(x)
     if host.dtype.name not in _CODES:
         raise ValueError(
             f"array {name!r} has dtype {host.dtype}; anynet files hold only "
