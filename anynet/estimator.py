@@ -528,6 +528,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         final = stopper.best_params if stopper is not None and stopper.best_params else state.params
         self._set_host_params(final, be)
         self._opt_state, self._opt_backend = state.opt_state, be.spec
+        self._fast_path = state.path
         for k, v in state.history.items():
             self.history_.setdefault(k, []).extend(v if not incremental else v[-1:])
         new_losses = state.history["loss"] if not incremental else state.history["loss"][-1:]

@@ -63,6 +63,7 @@ class TrainState:
     seen: int = 0
     carried_loss: float = 0.0
     carried_seen: int = 0
+    path: str = "generic"  # which step ran: "generic", or a fast path's name
 
     def epoch_loss_so_far(self) -> tuple[float, int]:
         """Summed loss and samples of the epoch in progress (reads the device once)."""
@@ -210,6 +211,7 @@ def train(
         )
     if fused is not None:
         state.params, state.opt_state = fused.params, fused.opt_state
+    state.path = fused.name if fused is not None else "generic"
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -9,6 +9,7 @@ import anynet
 from anynet import nn
 from anynet.fast import fused_step
 from anynet.fast import numpy_mlp as F
+from anynet.fast.kernels import KERNELS
 from anynet.nn import functional as G
 from anynet.training import TrainState, train
 
@@ -149,6 +150,39 @@ def test_optimizer_twins(dtype, make, kind):
     np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+# --- numba kernels against their NumPy twins (where numba is installed) --------------------
+
+needs_numba = pytest.mark.skipif(KERNELS is None, reason="numba not installed (anynet[fast])")
+
+
+@needs_numba
+def test_adam_kernel_twin(dtype):
+    theta, m = rand(300, dtype=dtype, scale=1.0), rand(300, dtype=dtype, scale=0.1)
+    v = np.abs(rand(300, dtype=dtype, scale=0.1))
+    g = rand(300, dtype=dtype, scale=1.0)
+    want = [a.copy() for a in (theta, g, m, v)]
+    F.adam_update_(
+        *want, 7, np.empty_like(theta), learning_rate=0.01, beta1=0.9, beta2=0.99, eps=1e-6
+    )
+    got = [a.copy() for a in (theta, g, m, v)]
+    c1, c2 = 1 / (1 - 0.9**7), 1 / np.sqrt(1 - 0.99**7)
+    t = np.dtype(dtype).type
+    KERNELS.adam(got[0], got[1], got[2], got[3], t(0.9), t(0.99), t(0.01 * c1 / c2), t(1e-6 / c2))
+    for a, b in zip(got[:1] + got[2:], want[:1] + want[2:], strict=True):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+
+
+@needs_numba
+def test_relu_kernel_twins(dtype):
+    Z, b, dA = rand(33, 17, dtype=dtype), rand(17, dtype=dtype), rand(33, 17, dtype=dtype)
+    got = Z.copy()
+    KERNELS.bias_relu(got, b)
+    np.testing.assert_allclose(got, G.relu(Z + b), **TOL[dtype])
+    dgot = dA.copy()
+    KERNELS.relu_backward(dgot, got)
+    np.testing.assert_allclose(dgot, G.relu_backward(dA, got), **TOL[dtype])
+
+
 # --- the whole fused step against the generic engine -------------------------------------
 
 
@@ -209,14 +243,27 @@ def run(model_name, opt_name, dtype, *, fast, reduction="mean", l1=0.0, l2=0.0, 
     return state
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def kernels(request, monkeypatch):
+    """Run the fused step with the numba kernels, and without them (NumPy passes only)."""
+    if request.param == "numba":
+        if KERNELS is None:
+            pytest.skip("numba not installed (anynet[fast])")
+    else:
+        monkeypatch.setattr(F, "KERNELS", None)
+    return request.param
+
+
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_fused_training_equals_generic_training(dtype, model_name, opt_name):
+def test_fused_training_equals_generic_training(dtype, model_name, opt_name, kernels):
     kw = dict(l1=1e-4, l2=1e-3) if model_name == "relu" else {}
     if model_name == "seed-nobias":
         kw = dict(reduction="sum", l2=0.5)
     fast = run(model_name, opt_name, dtype, fast=True, **kw)
     slow = run(model_name, opt_name, dtype, fast=False, **kw)
+    assert fast.path == ("fused numpy + numba" if kernels == "numba" else "fused numpy")
+    assert slow.path == "generic"
     tol = TOL[dtype] if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     for k in slow.params:
         np.testing.assert_allclose(fast.params[k], slow.params[k], **tol, err_msg=k)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from anynet.fast.kernels import KERNELS
 from anynet.nn import layers as L
 from anynet.nn.optim import AdamState, LearningRateState, TraceState
 
@@ -309,6 +310,8 @@ class FusedMLPStep:
             self.trace = np.zeros(total, dtype=self.dtype)
             self._trace = self._named(self.trace)
         self.count = 0
+        self.kernels = KERNELS
+        self.name = "fused numpy" + (" + numba" if self.kernels is not None else "")
         # Per Dense layer of the plan: its parameter names ("i.W" and, with a bias, "i.b").
         per_layer = [
             [n for n in shapes if n.split(".")[0] == str(i)] for i in range(len(model.layers))
@@ -398,10 +401,13 @@ class FusedMLPStep:
             W = self.views[names[0]]
             Z = self.Z[i][:B]
             mm(inputs[-1], W, out=Z)
-            if dense.bias:
-                xp_np.add(Z, self.views[names[1]], out=Z)
-            if act is not None:
-                self._activate(act, Z, self.tmpA[i][:B])
+            if self.kernels is not None and dense.bias and type(act) is L.ReLU:
+                self.kernels.bias_relu(Z, self.views[names[1]])  # one pass for both
+            else:
+                if dense.bias:
+                    xp_np.add(Z, self.views[names[1]], out=Z)
+                if act is not None:
+                    self._activate(act, Z, self.tmpA[i][:B])
             out = Z
             if p:
                 # The same draw as the generic Dropout: uniform of the batch's shape, >= p.
@@ -434,7 +440,9 @@ class FusedMLPStep:
             if prev_p:
                 xp_np.multiply(dA, self.keep[i - 1][:B], out=dA)
                 xp_np.multiply(dA, 1.0 / (1.0 - prev_p), out=dA)
-            if prev_act is not None:
+            if self.kernels is not None and type(prev_act) is L.ReLU:
+                self.kernels.relu_backward(dA, self.Z[i - 1][:B])
+            elif prev_act is not None:
                 self._activate_backward(
                     prev_act, dA, self.Z[i - 1][:B], self.tmpA[i - 1][:B], self.maskA[i - 1][:B]
                 )
@@ -463,6 +471,8 @@ class FusedMLPStep:
                 nesterov=h["nesterov"],
                 weight_decay=h["weight_decay"],
             )
+        elif self.kernels is not None:
+            self._adam_kernel(h)
         else:
             adam_update_(
                 self.theta,
@@ -479,6 +489,27 @@ class FusedMLPStep:
                 decoupled=self.kind == "adamw",
             )
         return value
+
+    def _adam_kernel(self, h):
+        """:func:`adam_update_` as one compiled pass (the same rearrangement)."""
+        lr, wd, beta1, beta2 = h["learning_rate"], h["weight_decay"], h["beta1"], h["beta2"]
+        if wd and self.kind == "adam":
+            _axpy(self.theta, self.grad, wd, self.tmp)
+        elif wd:
+            xp_np.multiply(self.theta, 1.0 - lr * wd, out=self.theta)
+        c1 = 1.0 / (1.0 - beta1**self.count)
+        c2 = 1.0 / math.sqrt(1.0 - beta2**self.count)
+        t = self.dtype.type  # scalars in the buffers' dtype: float32 stays float32
+        self.kernels.adam(
+            self.theta,
+            self.grad,
+            self.m,
+            self.v,
+            t(beta1),
+            t(beta2),
+            t(lr * c1 / c2),
+            t(h["eps"] / c2),
+        )
 
     @staticmethod
     def _activate(act, Z, tmp):

@@ -1,0 +1,72 @@
+"""Numba kernels for the NumPy fast path: several element-wise passes fused into one loop.
+
+Optional: with ``pip install 'anynet[fast]'`` (numba) the fused step uses these; without it, it
+uses the NumPy functions of :mod:`anynet.fast.numpy_mlp`, which are their twins
+(``tests/test_fast.py`` checks each kernel equal to its twin). ``KERNELS`` is ``None`` when
+numba is missing or ``ANYNET_NUMBA=0``.
+
+Why: at these sizes the optimizer update and the activations are bound by memory bandwidth, so
+their cost is the number of passes over memory. NumPy makes one pass per operation (Adam: 12
+over four buffers); a compiled loop makes one in all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["KERNELS"]
+
+
+def _compile() -> Any:
+    import numba
+
+    # Serial on purpose: a parallel kernel's thread pool and OpenBLAS's fight over the cores
+    # between matrix products (measured on 2 cores: a step 50 times slower). error_model="numpy"
+    # drops Python's zero-division checks, which would keep the loops from vectorizing (4x).
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @jit
+    def adam(theta, g, m, v, beta1, beta2, step, eps):
+        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_update_)."""
+        for i in range(theta.shape[0]):
+            gi = g[i]
+            mi = m[i] + (1 - beta1) * (gi - m[i])
+            vi = v[i] + (1 - beta2) * (gi * gi - v[i])
+            m[i] = mi
+            v[i] = vi
+            theta[i] -= step * (mi / (math.sqrt(vi) + eps))
+
+    @jit
+    def bias_relu(Z, b):
+        """Z = max(Z + b, 0), row by row."""
+        for r in range(Z.shape[0]):
+            for c in range(Z.shape[1]):
+                z = Z[r, c] + b[c]
+                Z[r, c] = z if z > 0 else 0
+
+    @jit
+    def relu_backward(dA, A):
+        """dA = dA where A > 0, else 0."""
+        for r in range(dA.shape[0]):
+            for c in range(dA.shape[1]):
+                if not A[r, c] > 0:
+                    dA[r, c] = 0
+
+    return SimpleNamespace(adam=adam, bias_relu=bias_relu, relu_backward=relu_backward)
+
+
+def _load() -> Any:
+    if os.environ.get("ANYNET_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return None
+    return _compile()
+
+
+#: The compiled kernels, or ``None`` (no numba, or ``ANYNET_NUMBA=0``).
+KERNELS = _load()
