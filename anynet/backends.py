@@ -30,7 +30,9 @@ __all__ = [
     "available_backends",
     "backend_of",
     "backend_status",
+    "derive_seed",
     "get_backend",
+    "host_dtype",
     "to_numpy",
 ]
 
@@ -164,6 +166,21 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"Backend({self.spec!r})"
+
+
+def derive_seed(seed: int, *stream: int) -> int:
+    """A 32-bit seed for sub-stream ``stream`` of ``seed`` (an epoch, a batch, a purpose).
+
+    Randomness named this way needs no generator state saved: a run resumed at epoch k, batch
+    b draws what an uninterrupted run drew there. 32 bits because every backend's generator
+    takes that (CuPy's RandomState among them).
+    """
+    return int(np.random.SeedSequence(seed, spawn_key=stream).generate_state(1)[0])
+
+
+def host_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype for a dtype given by name or as any backend's dtype object."""
+    return _numpy_dtype(dtype)
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:

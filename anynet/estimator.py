@@ -29,9 +29,9 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from anynet import nn
-from anynet.backends import Backend, backend_of, get_backend, to_numpy
+from anynet.backends import Backend, backend_of, derive_seed, get_backend, to_numpy
 from anynet.data import DataLoader
-from anynet.training import Callback, EarlyStopping, TrainState, derive_seed, train
+from anynet.training import Callback, EarlyStopping, TrainState, train
 
 __all__ = ["NNClassifier", "load", "save"]
 
@@ -450,7 +450,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 y_codes,
                 test_size=self.validation_fraction,
                 stratify=stratify,
-                random_state=derive_seed(seed, 0, 3) % 2**32,
+                random_state=derive_seed(seed, 0, 3),
             )
         elif validation_data is not None:
             Xv, yv = validation_data

@@ -22,23 +22,15 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from anynet.backends import Backend, to_numpy
+from anynet.backends import Backend, derive_seed, to_numpy
 from anynet.errors import NonFiniteLossError
 from anynet.nn.layers import Layer
 from anynet.nn.optim import GradientTransformation
 from anynet.nn.step import train_step
 
-__all__ = ["Callback", "EarlyStopping", "TrainState", "derive_seed", "train"]
+__all__ = ["Callback", "EarlyStopping", "TrainState", "train"]
 
 Array = Any
-
-
-def derive_seed(seed: int, *stream: int) -> int:
-    """A 63-bit seed for a sub-stream (epoch, purpose) of ``seed``: independent streams that
-    need no state to be saved, only the numbers that name them."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, *stream]).generate_state(2, np.uint64)[0] >> 1)
 
 
 @dataclass

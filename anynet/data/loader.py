@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from anynet.backends import Backend, get_backend
+from anynet.backends import Backend, derive_seed, get_backend, host_dtype
 from anynet.errors import DataError
 
 __all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
@@ -103,24 +103,6 @@ class Standardizer:
 
     def __repr__(self) -> str:
         return f"Standardizer(shape={self.mean.shape})"
-
-
-def _host_dtype(dtype: Any) -> np.dtype:
-    """The NumPy dtype of a dtype given by name or as any backend's dtype object."""
-    try:
-        return np.dtype(dtype)  # a name, or a NumPy dtype/type (NumPy's xp dtypes are types)
-    except TypeError:
-        # torch.float32, array_api_strict.float32: their last dotted part is the NumPy name.
-        return np.dtype(str(dtype).rsplit(".", 1)[-1])
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """The generator seed of one epoch, a pure function of (seed, epoch).
-
-    A run resumed at epoch k therefore draws the same shuffle as an uninterrupted run. 32 bits
-    because every backend's generator accepts that (CuPy's RandomState among them).
-    """
-    return int(np.random.SeedSequence(seed, spawn_key=(epoch,)).generate_state(1)[0])
 
 
 def _default_budget(be: Backend) -> int | None:
@@ -262,9 +244,9 @@ class DataLoader:
         self.n_features = prod(X.shape[1:])
         # The host copy the device gets (or that chunks stream from): uint8 as it is, floats
         # cast once to the batch dtype.
-        host_dtype = np.uint8 if X.dtype == np.uint8 else self._host_dtype
+        stored_dtype = np.uint8 if X.dtype == np.uint8 else self._host_dtype
         self._X_host = np.ascontiguousarray(X.reshape((self.n_samples, *self.sample_shape)))
-        self._X_host = self._X_host.astype(host_dtype, copy=False)
+        self._X_host = self._X_host.astype(stored_dtype, copy=False)
         self._y_host = y
 
         self.standardizer = self._check_standardizer(standardizer, X)
@@ -387,7 +369,7 @@ class DataLoader:
             raise ValueError(
                 f"dtype must be a real floating dtype such as 'float32' or 'float64'; got {dtype!r}"
             )
-        self._host_dtype = _host_dtype(value)
+        self._host_dtype = host_dtype(value)
         return value
 
     def _check_normalize(self, normalize: Any, X: np.ndarray) -> str | None:
@@ -500,7 +482,7 @@ class DataLoader:
         epoch = self.epoch if epoch is None else epoch
         if not self.shuffle:
             return None
-        return self.backend.generator(_epoch_seed(self.seed, epoch)).permutation(self.n_samples)
+        return self.backend.generator(derive_seed(self.seed, epoch)).permutation(self.n_samples)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         order = self.order()
