@@ -1,0 +1,62 @@
+"""The benchmark's bookkeeping (no timing here: speed is measured in bench/, never asserted)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+run = pytest.importorskip("bench.run")
+
+
+def fake(ms, acc=0.86, **extra):
+    # Three epochs; the first (a warm-up, here slower) must not count.
+    return {
+        "epoch_seconds": [10.0, ms / 1000, ms / 1000],
+        "test_accuracy": acc,
+        "peak_rss_mb": 500.0,
+        **extra,
+    }
+
+
+RUNS = {
+    ("anynet-numpy", 64): [fake(700), fake(900)],
+    ("pytorch-cpu", 64): [fake(1400, 0.87), fake(1200, 0.87)],
+    ("sklearn-mlp", 64): [fake(2000), {"error": "ImportError: no sklearn"}],
+    ("anynet-numpy", 256): [fake(600, 0.85)],
+    ("pytorch-cpu", 256): [{"error": "RuntimeError: boom"}],
+}
+
+
+def test_summary_drops_warm_up_and_takes_medians():
+    table = run.summarize(RUNS, "cpu")
+    assert table["anynet-numpy"][64]["ms_per_epoch"] == pytest.approx(800)
+    assert table["anynet-numpy"][64]["ms_per_epoch_min"] == pytest.approx(700)
+    assert table["anynet-numpy"][64]["epochs_timed"] == 4
+    assert table["sklearn-mlp"][64]["ms_per_epoch"] == pytest.approx(2000)  # the error skipped
+    assert "boom" in table["pytorch-cpu"][256]["error"]
+
+
+def test_targets_compare_ratios_and_accuracy():
+    checks = run.targets(run.summarize(RUNS, "cpu"), "cpu")
+    torch64 = next(c for c in checks if c["peer"] == "pytorch-cpu" and "ratio" in c)
+    assert torch64["ratio"] == pytest.approx(800 / 1300) and torch64["met"]
+    sk = next(c for c in checks if c["peer"] == "sklearn-mlp")
+    assert sk["ratio"] == pytest.approx(0.4) and sk["met"]
+    gap = next(c for c in checks if "accuracy_gap_pp" in c)
+    assert gap["accuracy_gap_pp"] == pytest.approx(1.0) and not gap["met"]
+    assert not any(c["batch"] == 256 and "ratio" in c for c in checks)  # no peer number there
+
+
+def test_markdown_shows_errors_and_misses():
+    table = run.summarize(RUNS, "cpu")
+    args = argparse.Namespace(epochs=3, rounds=2)
+    info = {"date": "2026-11-23", "cpus": 2, "python": "3.11", "cpu": "test"}
+    md = run.markdown(table, run.targets(table, "cpu"), info, "cpu", args)
+    assert "boom" in md and "| NO |" in md and "anynet 0.62x" in md
+
+
+def test_epochs_below_two_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["--epochs", "1"])
+    assert "warm-up" in capsys.readouterr().err
