@@ -5,7 +5,8 @@ learning rate 1e-3, no weight decay, inputs scaled to [-1, 1] — on Fashion-MNI
 device's memory, for the same number of epochs, and reports each epoch's wall time (device
 synchronized), the test accuracy at the end, and the operations one training step issues.
 
-A peer is a function ``(data, batch_size, epochs, device) -> dict``.
+A peer is a function ``(data, batch_size, epochs, device, seed) -> dict``; each round of the
+benchmark passes another seed, so accuracy is compared over several initialisations.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def scaled(X: np.ndarray) -> np.ndarray:
 # --- anynet ---------------------------------------------------------------------------------
 
 
-def anynet_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str, Any]:
+def anynet_peer(
+    data: Data, batch_size: int, epochs: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """anynet's estimator, as a user runs it: uint8 data on the device, scaled there."""
     import warnings
 
@@ -159,11 +162,13 @@ def _torch_model(torch, device):
     return torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-1], 10)).to(device)
 
 
-def torch_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str, Any]:
+def torch_peer(
+    data: Data, batch_size: int, epochs: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """PyTorch eager, the idiomatic loop over tensors resident on the device."""
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dev = torch.device("cuda" if device.startswith("torch:cuda") else "cpu")
     X, y, X_test, y_test = data
     Xd, yd = torch.from_numpy(scaled(X)).to(dev), torch.from_numpy(y).to(dev)
@@ -199,14 +204,16 @@ def torch_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[st
     }
 
 
-def torch_graph_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str, Any]:
+def torch_graph_peer(
+    data: Data, batch_size: int, epochs: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """PyTorch with the whole training step (gather, forward, backward, Adam) captured in one
     CUDA graph and replayed per batch: the fastest PyTorch can go without a compiler."""
     import torch
 
     if not torch.cuda.is_available():
         raise RuntimeError("needs a CUDA device")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dev = torch.device("cuda")
     X, y, X_test, y_test = data
     Xd, yd = torch.from_numpy(scaled(X)).to(dev), torch.from_numpy(y).to(dev)
@@ -255,7 +262,9 @@ def torch_graph_peer(data: Data, batch_size: int, epochs: int, device: str) -> d
 # --- scikit-learn and the from-scratch seed -------------------------------------------------
 
 
-def sklearn_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str, Any]:
+def sklearn_peer(
+    data: Data, batch_size: int, epochs: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """scikit-learn's MLPClassifier, one ``partial_fit`` (one shuffled epoch) at a time, on
     float64 data (``X / 255``, what its users pass; it computes in the data's dtype)."""
     import warnings
@@ -287,7 +296,9 @@ def sklearn_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[
     }
 
 
-def seed_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str, Any]:
+def seed_peer(
+    data: Data, batch_size: int, epochs: int, device: str, seed: int = 0
+) -> dict[str, Any]:
     """The from-scratch tutorial's own algorithm, in plain NumPy as the post writes it:
     784-50-10, sigmoid layers, no biases, float64, gradients summed over the batch, L2 0.5,
     learning rate 0.001, standardized inputs. A different (smaller) network: a reference
@@ -301,7 +312,7 @@ def seed_peer(data: Data, batch_size: int, epochs: int, device: str) -> dict[str
         return (A.reshape(len(A), -1) - mean) / std
 
     Xs, Xt = prep(X), prep(X_test)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     w1 = rng.uniform(-1.0, 1.0, size=(50, 784))
     w2 = rng.uniform(-1.0, 1.0, size=(10, 50))
     onehot = np.eye(10)[y]

@@ -36,14 +36,14 @@ TARGETS = {
 }
 
 
-def worker(peer: str, batch_size: int, epochs: int, device: str) -> None:
+def worker(peer: str, batch_size: int, epochs: int, seed: int) -> None:
     """Train one peer and print one JSON line."""
     from anynet.datasets import load_fashion_mnist
 
     fn, default_device = {**CPU_PEERS, **GPU_PEERS}[peer]
     X, y = load_fashion_mnist("train")
     X_test, y_test = load_fashion_mnist("test")
-    result = fn((X, y, X_test, y_test), batch_size, epochs, default_device)
+    result = fn((X, y, X_test, y_test), batch_size, epochs, default_device, seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if peer in GPU_PEERS:
         result["peak_device_mb"] = _peak_device_mb(peer)
@@ -63,10 +63,10 @@ def _peak_device_mb(peer: str) -> float | None:
         return None
 
 
-def _run_worker(peer: str, batch: int, epochs: int) -> dict:
+def _run_worker(peer: str, batch: int, epochs: int, seed: int) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--worker", peer, str(batch), str(epochs)],
+        [sys.executable, "-m", "bench.run", "--worker", peer, str(batch), str(epochs), str(seed)],
         capture_output=True,
         text=True,
         env=env,
@@ -130,16 +130,29 @@ def summarize(runs: dict, device: str) -> dict:
     return table
 
 
-def targets(table: dict, device: str) -> list[dict]:
+def paired_ratio(runs: dict, ours: str, peer: str, batch: int) -> float | None:
+    """Median over rounds of (our median epoch / the peer's median epoch) in the same round.
+
+    Runs of one round are minutes apart; on a shared machine whose speed drifts over tens of
+    seconds, pairing them cancels most of the drift that a ratio of overall medians keeps.
+    """
+    a, b = runs.get((ours, batch), []), runs.get((peer, batch), [])
+    ratios = [
+        statistics.median(x["epoch_seconds"][1:]) / statistics.median(y["epoch_seconds"][1:])
+        for x, y in zip(a, b, strict=False)
+        if "error" not in x and "error" not in y
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def targets(table: dict, runs: dict, device: str) -> list[dict]:
     ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
     out = []
     for peer, batches, limit in TARGETS[device]:
         for batch in batches:
-            a = table.get(ours, {}).get(batch, {})
-            b = table.get(peer, {}).get(batch, {})
-            if "ms_per_epoch" not in a or "ms_per_epoch" not in b:
+            ratio = paired_ratio(runs, ours, peer, batch)
+            if ratio is None:
                 continue
-            ratio = a["ms_per_epoch"] / b["ms_per_epoch"]
             out.append(
                 {
                     "peer": peer,
@@ -166,7 +179,7 @@ def targets(table: dict, device: str) -> list[dict]:
     return out
 
 
-def markdown(table: dict, checks: list[dict], info: dict, device: str, args) -> str:
+def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: str, args) -> str:
     batches = sorted({b for rows in table.values() for b in rows})
     ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
     lines = [
@@ -183,8 +196,10 @@ def markdown(table: dict, checks: list[dict], info: dict, device: str, args) -> 
         "",
         f"784-256-128-64-10 ReLU MLP, Adam (lr 1e-3), Fashion-MNIST resident in memory; "
         f"{args.epochs} epochs per run, first dropped as warm-up, {args.rounds} interleaved "
-        "rounds in shuffled order; median ms per epoch (and the fastest epoch); ratios of "
-        "medians. Test accuracy after the same epochs (median over rounds).",
+        "rounds in shuffled order, each round with its own seed; median ms per epoch (and the "
+        "fastest epoch). anynet's ratio to a peer is the median over rounds of the ratio "
+        "within each round (paired, to cancel the machine's drift). Test accuracy after the "
+        "same epochs, median over the rounds' seeds.",
         "",
         "| peer | " + " | ".join(f"batch {b}" for b in batches) + " |",
         "|---|" + "---|" * len(batches),
@@ -195,8 +210,9 @@ def markdown(table: dict, checks: list[dict], info: dict, device: str, args) -> 
             r = rows.get(b, {})
             if "ms_per_epoch" in r:
                 ratio = ""
-                if peer != ours and "ms_per_epoch" in table.get(ours, {}).get(b, {}):
-                    ratio = f" (anynet {table[ours][b]['ms_per_epoch'] / r['ms_per_epoch']:.2f}x)"
+                paired = paired_ratio(runs, ours, peer, b) if peer != ours else None
+                if paired is not None:
+                    ratio = f" (anynet {paired:.2f}x)"
                 cells.append(
                     f"{r['ms_per_epoch']:.0f} ms (min {r['ms_per_epoch_min']:.0f}), "
                     f"{100 * r['test_accuracy']:.1f}%{ratio}"
@@ -255,8 +271,8 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.worker:
-        peer, batch, epochs = args.worker
-        worker(peer, int(batch), int(epochs), "")
+        peer, batch, epochs, seed = args.worker
+        worker(peer, int(batch), int(epochs), int(seed))
         return 0
     peers = args.peers or list(CPU_PEERS if args.device == "cpu" else GPU_PEERS)
     if args.epochs < 2:
@@ -268,7 +284,7 @@ def main(argv=None) -> int:
             # Shuffled each round: on a shared machine the first run after a pause, or during a
             # neighbour's burst, is slower; no peer should always take that place.
             for peer in order.sample(peers, len(peers)):
-                result = _run_worker(peer, batch, args.epochs)
+                result = _run_worker(peer, batch, args.epochs, seed=rnd)
                 runs.setdefault((peer, batch), []).append(result)
                 shown = result.get("error") or (
                     f"{1000 * statistics.median(result['epoch_seconds'][1:]):.0f} ms/epoch, "
@@ -279,10 +295,10 @@ def main(argv=None) -> int:
                     flush=True,
                 )
     table = summarize(runs, args.device)
-    checks = targets(table, args.device)
+    checks = targets(table, runs, args.device)
     info = machine()
     RESULTS.mkdir(exist_ok=True)
-    md = markdown(table, checks, info, args.device, args)
+    md = markdown(table, runs, checks, info, args.device, args)
     (RESULTS / f"train_{args.device}.md").write_text(md)
     (RESULTS / f"train_{args.device}.json").write_text(
         json.dumps(
