@@ -429,7 +429,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             params = model.init_params(rng=be.host_generator(seed), backend=be, dtype=self.dtype)
             self.loss_curve_, self.t_, self.n_iter_ = [], 0, 0
             self.history_ = {}
-            self._no_improvement = 0
             self.best_loss_ = math.inf
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
             self.best_validation_score_ = -math.inf if self.validation_scores_ is not None else None
@@ -492,7 +491,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             )
             callbacks.append(stopper)
         state = TrainState(
-            params=params, opt_state=opt_state, epoch=0, step=0, history={k: [] for k in ("loss",)}
+            params=params, opt_state=opt_state, epoch=0, step=0, history={"loss": []}
         )
         checkpointer = None
         if self.checkpoint_dir is not None:
@@ -529,12 +528,12 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self._set_host_params(final, be)
         self._opt_state, self._opt_backend = state.opt_state, be.spec
         self._fast_path = state.path
+        # This call's epochs (a partial_fit runs one; a resumed fit, the whole run's).
         for k, v in state.history.items():
-            self.history_.setdefault(k, []).extend(v if not incremental else v[-1:])
-        new_losses = state.history["loss"] if not incremental else state.history["loss"][-1:]
-        self.loss_curve_.extend(new_losses)
-        self.n_iter_ += state.epoch if not incremental else 1
-        self.t_ += n_samples * (state.epoch if not incremental else 1)
+            self.history_.setdefault(k, []).extend(v)
+        self.loss_curve_.extend(state.history["loss"])
+        self.n_iter_ += state.epoch
+        self.t_ += n_samples * state.epoch
         self.n_layers_ = len(self._hidden) + 2
         self.n_outputs_ = n_out
         self.out_activation_ = {

@@ -62,7 +62,7 @@ class TrainState:
         total = self.carried_loss
         if self.batch_losses:
             xp = array_namespace(*self.batch_losses)
-            total += float(to_numpy(xp.sum(xp.stack(self.batch_losses))))
+            total += float(to_numpy(xp.stack(self.batch_losses)).sum(dtype="float64"))
         return total, self.carried_seen + self.seen
 
     def log(self, **metrics: float) -> None:
@@ -216,11 +216,11 @@ def train(
             leave=True,
         )
         every = progress_every or max(1, n_batches // 10)
+    dropout = _needs_rng(model)
     try:
         while state.epoch < epochs and not state.stop:
             epoch = state.epoch
             loader.set_epoch(epoch)
-            dropout = _needs_rng(model)
             if state.batch == 0:  # a fresh epoch; a resumed one keeps what it carried
                 state.carried_loss, state.carried_seen = 0.0, 0
             state.batch_losses, state.seen = [], 0
@@ -263,25 +263,28 @@ def train(
                 if bar is not None:
                     bar.update(1)
                     if state.batch % every == 0 or state.batch == n_batches:
-                        _check_finite(backend, losses, epoch, state.step - len(losses))
-                        total, seen = state.epoch_loss_so_far()
+                        host = _check_finite(backend, losses, epoch, state.step - len(losses))
+                        total = state.carried_loss + float(host.sum(dtype="float64"))
+                        seen = state.carried_seen + state.seen
                         rate = state.seen / max(time.perf_counter() - t0, 1e-9)
                         bar.set_description(f"epoch {epoch + 1}/{epochs}")
                         bar.set_postfix_str(f"loss {total / seen:.4f}, {rate:,.0f} samples/s")
             if state.carried_seen + state.seen == 0:
                 raise ValueError("the loader gave no batches: is the data set empty?")
-            # One read per epoch: the summed loss, checked before anything else sees params.
+            # One read per epoch: the batch losses, checked before anything else sees params.
+            total, seen = state.carried_loss, state.carried_seen + state.seen
             if losses:
-                _check_finite(backend, losses, epoch, state.step - len(losses))
-            total, seen = state.epoch_loss_so_far()
-            epoch_loss = total / seen
+                host = _check_finite(backend, losses, epoch, state.step - len(losses))
+                total += float(host.sum(dtype="float64"))
+            metrics = {"loss": total / seen, "epoch_seconds": time.perf_counter() - t0}
+            if validate is not None:
+                metrics.update(validate(state.params))
+            # The epoch counts as done only once its metrics are in the history: a Ctrl-C
+            # during validation leaves it at its last batch, and the resumed run validates it.
+            state.log(**metrics)
             state.epoch, state.batch = epoch + 1, 0
             state.batch_losses, state.seen = [], 0
             state.carried_loss, state.carried_seen = 0.0, 0
-            metrics = {"loss": epoch_loss, "epoch_seconds": time.perf_counter() - t0}
-            if validate is not None:
-                metrics.update(validate(state.params))
-            state.log(**metrics)
             if bar is not None:
                 shown = ", ".join(
                     f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch_seconds"
@@ -299,8 +302,9 @@ def train(
     return state
 
 
-def _check_finite(backend: Backend, losses: list[Array], epoch: int, first_step: int) -> None:
-    """Raise if any batch loss is NaN or infinite, naming the first such step."""
+def _check_finite(backend: Backend, losses: list[Array], epoch: int, first_step: int):
+    """The batch losses on the host (one read), after raising if any is NaN or infinite,
+    naming the first such step."""
     import numpy as np
 
     host = backend.to_numpy(backend.xp.stack(losses))
@@ -313,3 +317,4 @@ def _check_finite(backend: Backend, losses: list[Array], epoch: int, first_step:
             "rate, scale the inputs (standardize), or check the data for NaN. The last "
             "checkpoint, if any, holds the last good parameters."
         )
+    return host

@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peers", nargs="+", default=None)
     parser.add_argument(
-        "--worker", nargs=3, metavar=("PEER", "BATCH", "EPOCHS"), help=argparse.SUPPRESS
+        "--worker", nargs=4, metavar=("PEER", "BATCH", "EPOCHS", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.worker:

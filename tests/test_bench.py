@@ -61,3 +61,19 @@ def test_epochs_below_two_are_refused(capsys):
     with pytest.raises(SystemExit):
         run.main(["--epochs", "1"])
     assert "warm-up" in capsys.readouterr().err
+
+
+def test_a_worker_runs_end_to_end():
+    """The parent talks to its workers through the command line: run one for real (the
+    seed's small NumPy network, two short epochs) and read its JSON back."""
+    from anynet.datasets import load_fashion_mnist
+    from anynet.errors import AnynetError
+
+    try:
+        load_fashion_mnist("test", download=False)
+    except AnynetError:
+        pytest.skip("Fashion-MNIST not installed here")
+    result = run._run_worker("seed-numpy", 4096, 2, seed=1)
+    assert "error" not in result, result
+    assert len(result["epoch_seconds"]) == 2 and 0.1 < result["test_accuracy"] <= 1.0
+    assert result["peak_rss_mb"] > 0

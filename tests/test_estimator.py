@@ -340,3 +340,39 @@ def test_pytorch_init_draws_weights_and_biases_like_torch_linear(blobs):
         bound = 1 / np.sqrt(W.shape[0])
         assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
         assert np.abs(W).max() > 0.9 * bound and np.abs(b).max() > 0.5 * bound  # biases drawn
+
+
+def test_interrupted_during_validation_resumes_with_the_whole_history(tmp_path, blobs):
+    """A Ctrl-C while an epoch is being validated: the resumed run validates that epoch again,
+    so the history has every epoch once."""
+    from anynet import estimator
+
+    X, y = blobs
+    kw = dict(hidden_layer_sizes=(8,), batch_size=50, max_iter=3, random_state=2)
+    straight = NNClassifier(**kw).fit(X, y, validation_data=(X, y))
+    real_validator = estimator._validator
+    calls = []
+
+    def interrupting_validator(*args, **kwargs):
+        validate = real_validator(*args, **kwargs)
+
+        def wrapped(params):
+            calls.append(1)
+            if len(calls) == 2:  # during the second epoch's validation
+                raise KeyboardInterrupt
+            return validate(params)
+
+        return wrapped
+
+    estimator._validator = interrupting_validator
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            NNClassifier(**kw, checkpoint_dir=tmp_path).fit(X, y, validation_data=(X, y))
+    finally:
+        estimator._validator = real_validator
+    resumed = NNClassifier(**kw, checkpoint_dir=tmp_path, resume=True)
+    resumed.fit(X, y, validation_data=(X, y))
+    assert resumed.n_iter_ == 3 and len(resumed.history_["val_accuracy"]) == 3
+    np.testing.assert_allclose(resumed.history_["val_accuracy"], straight.history_["val_accuracy"])
+    for a, b in zip(resumed.coefs_, straight.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
