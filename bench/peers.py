@@ -53,7 +53,7 @@ def anynet_peer(
         n_iter_no_change=epochs,
         standardize="symmetric",
         backend=device,
-        random_state=0,
+        random_state=seed,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -279,7 +279,7 @@ def sklearn_peer(
         alpha=0.0,
         batch_size=batch_size,
         learning_rate_init=LR,
-        random_state=0,
+        random_state=seed,
     )
     classes = np.arange(10)
     times = []

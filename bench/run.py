@@ -309,6 +309,12 @@ def main(argv=None) -> int:
                     peer: {str(b): r for b, r in rows.items()} for peer, rows in table.items()
                 },
                 "targets": checks,
+                # Every run as measured, for anyone who wants another statistic.
+                "runs": [
+                    {"peer": p, "batch": b, "round": i, **r}
+                    for (p, b), rs in runs.items()
+                    for i, r in enumerate(rs)
+                ],
             },
             indent=2,
         )

@@ -77,3 +77,17 @@ def test_a_worker_runs_end_to_end():
     assert "error" not in result, result
     assert len(result["epoch_seconds"]) == 2 and 0.1 < result["test_accuracy"] <= 1.0
     assert result["peak_rss_mb"] > 0
+
+
+def test_every_peer_uses_the_seed_it_is_given():
+    """Each round passes another seed; a peer that ignored it would compare one
+    initialisation of its own against several of the others'."""
+    import inspect
+
+    from bench import peers
+
+    for name, (fn, _) in {**peers.CPU_PEERS, **peers.GPU_PEERS}.items():
+        body = inspect.getsource(fn).replace(" ", "")
+        assert "seed" in inspect.signature(fn).parameters, name
+        for fixed in ("random_state=0", "manual_seed(0)", "default_rng(0)"):
+            assert fixed not in body, f"{name} fixes a seed: {fixed}"
