@@ -116,7 +116,7 @@ def test_optimizer_twins(dtype, make, kind):
     theta = rand(50, dtype=dtype, scale=1.0)
     grads = [rand(50, dtype=dtype, scale=1.0) for _ in range(6)]
     want = _generic_optimizer_step(opt, theta, grads)
-    got, tmp = theta.copy(), np.empty_like(theta)
+    got, tmp, mask = theta.copy(), np.empty_like(theta), np.empty(theta.shape, bool)
     h = opt.spec[1]
     m, v, t = np.zeros_like(theta), np.zeros_like(theta), np.zeros_like(theta)
     for count, g in enumerate(grads, start=1):
@@ -127,6 +127,7 @@ def test_optimizer_twins(dtype, make, kind):
                 g,
                 t if h["momentum"] else None,
                 tmp,
+                mask,
                 learning_rate=h["learning_rate"],
                 momentum=h["momentum"],
                 nesterov=h["nesterov"],
@@ -140,6 +141,7 @@ def test_optimizer_twins(dtype, make, kind):
                 v,
                 count,
                 tmp,
+                mask,
                 learning_rate=h["learning_rate"],
                 beta1=h["beta1"],
                 beta2=h["beta2"],
@@ -148,6 +150,62 @@ def test_optimizer_twins(dtype, make, kind):
                 decoupled=kind == "adamw",
             )
     np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+def _adam_numba(theta, g, m, v, count, tmp, mask, *, learning_rate, beta1, beta2, eps):
+    """The numba Adam kernel with :func:`adam_update_`'s signature."""
+    c1, c2 = 1 / (1 - beta1**count), 1 / np.sqrt(1 - beta2**count)
+    t = theta.dtype.type
+    scalars = (1 - beta1, 1 - beta2, learning_rate * c1 / c2, eps / c2, np.finfo(theta.dtype).tiny)
+    KERNELS.adam(theta, g, m, v, *map(t, scalars))
+
+
+@pytest.mark.parametrize("impl", ["numpy", "numba"])
+def test_adam_flushes_subnormal_moments_and_keeps_nan(dtype, impl):
+    """A parameter whose gradient stays zero has its moments decay geometrically into the
+    subnormal range, where x86 arithmetic is ~100x slower; the fused Adam flushes them to zero.
+    """
+    if impl == "numba" and KERNELS is None:
+        pytest.skip("numba not installed (anynet[fast])")
+    update = F.adam_update_ if impl == "numpy" else _adam_numba
+    tiny = np.finfo(dtype).tiny
+    n = 6
+    theta = np.ones(n, dtype)
+    m = np.array([100 * tiny, -100 * tiny, 0.5, 2 * tiny, np.nan, 0.0], dtype)
+    v = np.array([100 * tiny, 3 * tiny, 0.25, 2 * tiny, 1.0, 0.0], dtype)
+    tmp, mask = np.empty(n, dtype), np.empty(n, bool)
+    generic_m = m.copy()
+    for count in range(1, 200):
+        g = np.zeros(n, dtype)
+        update(theta, g, m, v, count, tmp, mask, learning_rate=1e-3, beta1=0.9, beta2=0.9, eps=1e-8)
+        generic_m *= np.dtype(dtype).type(0.9)  # Adam's decay, unflushed
+        assert not np.any((m != 0) & (np.abs(m) < tiny)), f"subnormal m at step {count}: {m}"
+        assert not np.any((v != 0) & (v < tiny)), f"subnormal v at step {count}: {v}"
+    # Without the flush the decayed moments would sit in the subnormal range for good.
+    assert np.any((generic_m != 0) & (np.abs(generic_m) < tiny))
+    assert np.isnan(m[4])
+    assert m[2] != 0  # a normal moment still decays (0.5 * 0.9**199 ~ 4e-10)
+    assert np.all(np.isfinite(theta[[0, 1, 2, 3, 5]]))
+
+
+def test_sgd_flushes_a_subnormal_momentum_trace(dtype):
+    tiny = np.finfo(dtype).tiny
+    theta, trace = np.ones(3, dtype), np.array([50 * tiny, 0.5, np.nan], dtype)
+    tmp, mask = np.empty(3, dtype), np.empty(3, bool)
+    for _ in range(100):
+        F.sgd_update_(
+            theta,
+            np.zeros(3, dtype),
+            trace,
+            tmp,
+            mask,
+            learning_rate=0.1,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=0.0,
+        )
+        assert not (trace[0] != 0 and abs(trace[0]) < tiny)
+    assert trace[0] == 0 and trace[1] > 0 and np.isnan(trace[2])
 
 
 # --- numba kernels against their NumPy twins (where numba is installed) --------------------
@@ -162,12 +220,20 @@ def test_adam_kernel_twin(dtype):
     g = rand(300, dtype=dtype, scale=1.0)
     want = [a.copy() for a in (theta, g, m, v)]
     F.adam_update_(
-        *want, 7, np.empty_like(theta), learning_rate=0.01, beta1=0.9, beta2=0.99, eps=1e-6
+        *want,
+        7,
+        np.empty_like(theta),
+        np.empty(theta.shape, bool),
+        learning_rate=0.01,
+        beta1=0.9,
+        beta2=0.99,
+        eps=1e-6,
     )
     got = [a.copy() for a in (theta, g, m, v)]
     c1, c2 = 1 / (1 - 0.9**7), 1 / np.sqrt(1 - 0.99**7)
     t = np.dtype(dtype).type
-    KERNELS.adam(got[0], got[1], got[2], got[3], t(0.9), t(0.99), t(0.01 * c1 / c2), t(1e-6 / c2))
+    scalars = (1 - 0.9, 1 - 0.99, 0.01 * c1 / c2, 1e-6 / c2, np.finfo(dtype).tiny)
+    KERNELS.adam(*got, *map(t, scalars))
     for a, b in zip(got[:1] + got[2:], want[:1] + want[2:], strict=True):
         np.testing.assert_allclose(a, b, **TOL[dtype])
 

@@ -12,7 +12,6 @@ over four buffers); a compiled loop makes one in all.
 
 from __future__ import annotations
 
-import math
 import os
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +21,7 @@ __all__ = ["KERNELS"]
 
 def _compile() -> Any:
     import numba
+    import numpy as np
 
     # Serial on purpose: a parallel kernel's thread pool and OpenBLAS's fight over the cores
     # between matrix products (measured on 2 cores: a step 50 times slower). error_model="numpy"
@@ -29,15 +29,25 @@ def _compile() -> Any:
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
     @jit
-    def adam(theta, g, m, v, beta1, beta2, step, eps):
-        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_update_)."""
+    def adam(theta, g, m, v, one_minus_beta1, one_minus_beta2, step, eps, tiny):
+        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_update_);
+        moments below ``tiny`` (the smallest normal number) become zero, as there.
+
+        The scalars come in the buffers' dtype and stay there: ``1 - beta1`` computed here, or
+        ``math.sqrt``, would promote each element to float64 and halve the vector width
+        (measured: 343 us against 132 us for the 235,146 float32 parameters of the benchmark's
+        MLP). float32 throughout is also what NumPy does in the twin.
+        """
+        zero = tiny - tiny  # in the buffers' dtype, as every scalar here
         for i in range(theta.shape[0]):
             gi = g[i]
-            mi = m[i] + (1 - beta1) * (gi - m[i])
-            vi = v[i] + (1 - beta2) * (gi * gi - v[i])
+            mi = m[i] + one_minus_beta1 * (gi - m[i])
+            vi = v[i] + one_minus_beta2 * (gi * gi - v[i])
+            mi = mi if not abs(mi) < tiny else zero  # NaN stays NaN
+            vi = vi if not vi < tiny else zero
             m[i] = mi
             v[i] = vi
-            theta[i] -= step * (mi / (math.sqrt(vi) + eps))
+            theta[i] -= step * (mi / (np.sqrt(vi) + eps))
 
     @jit
     def bias_relu(Z, b):

@@ -32,6 +32,7 @@ from anynet.nn.optim import AdamState, LearningRateState, TraceState
 __all__ = [
     "FusedMLPStep",
     "adam_update_",
+    "flush_subnormal_",
     "leaky_relu_",
     "leaky_relu_backward_",
     "relu_",
@@ -165,6 +166,22 @@ def sigmoid_cross_entropy_(Z: np.ndarray, y: np.ndarray, scale: float, tmp: np.n
 
 
 # --- optimizers on flat buffers --------------------------------------------------------------
+#
+# The optimizers' running averages are flushed to zero once they fall below the smallest normal
+# number. Why: a parameter whose gradient stays zero (the weights into a dead ReLU unit) has its
+# first moment shrink by beta1 = 0.9 a step, so after ~700 steps it is subnormal, and there it
+# stays (0.9 of the smallest subnormal rounds back to itself). On x86 every operation that
+# touches a subnormal takes a microcode assist: measured on the benchmark's MLP at batch 64,
+# ~17,600 such moments made each epoch after the first 1.9x slower (0.98 s, then 1.86 s). The
+# flush changes nothing the parameters can see: a moment below 1.2e-38 (float32) moves a weight
+# by less than 1e-32. NaN is kept (it fails the comparison), so it still surfaces.
+
+
+def flush_subnormal_(a: np.ndarray, tmp: np.ndarray, mask: np.ndarray) -> None:
+    """Set the subnormal entries of ``a`` to zero, in place (``tmp``, ``mask``: scratch)."""
+    xp_np.abs(a, out=tmp)
+    xp_np.less(tmp, np.finfo(a.dtype).tiny, out=mask)
+    xp_np.copyto(a, 0, where=mask)
 
 
 def adam_update_(
@@ -174,6 +191,7 @@ def adam_update_(
     v: np.ndarray,
     count: int,
     tmp: np.ndarray,
+    mask: np.ndarray,
     *,
     learning_rate: float,
     beta1: float,
@@ -183,7 +201,8 @@ def adam_update_(
     decoupled: bool = False,
 ) -> None:
     """In-place twin of :func:`anynet.nn.optim.adam` (``decoupled``: ``adamw``) for step
-    ``count`` (1 on the first step), on flat buffers. ``g`` is used as scratch.
+    ``count`` (1 on the first step), on flat buffers. ``g``, ``tmp`` and the boolean ``mask``
+    are scratch. Subnormal moments become zero (see above).
 
     The update is bound by memory bandwidth, so it is rearranged to take fewer passes over the
     buffers: ``m += (1 - beta1) (g - m)``, likewise ``v``, and with the bias corrections
@@ -200,6 +219,8 @@ def adam_update_(
     xp_np.subtract(g, v, out=g)
     xp_np.multiply(g, 1.0 - beta2, out=g)
     xp_np.add(v, g, out=v)
+    flush_subnormal_(m, tmp, mask)
+    flush_subnormal_(v, tmp, mask)
     xp_np.sqrt(v, out=tmp)
     xp_np.add(tmp, eps / c2, out=tmp)
     xp_np.divide(m, tmp, out=tmp)  # the Adam direction, times c2 / c1
@@ -214,19 +235,21 @@ def sgd_update_(
     g: np.ndarray,
     trace: np.ndarray | None,
     tmp: np.ndarray,
+    mask: np.ndarray,
     *,
     learning_rate: float,
     momentum: float,
     nesterov: bool,
     weight_decay: float,
 ) -> None:
-    """In-place twin of :func:`anynet.nn.optim.sgd`, on flat buffers. ``g`` is used as
-    scratch."""
+    """In-place twin of :func:`anynet.nn.optim.sgd`, on flat buffers. ``g``, ``tmp`` and the
+    boolean ``mask`` are scratch. A subnormal momentum trace becomes zero (see above)."""
     if weight_decay:
         _axpy(theta, g, weight_decay, tmp)
     if trace is not None:
         xp_np.multiply(trace, momentum, out=trace)
         xp_np.add(trace, g, out=trace)  # t = momentum t + g
+        flush_subnormal_(trace, tmp, mask)
         if nesterov:
             _axpy(trace, g, momentum, tmp)  # g + momentum t
         else:
@@ -293,6 +316,7 @@ class FusedMLPStep:
         self.theta = np.empty(total, dtype=self.dtype)
         self.grad = np.empty(total, dtype=self.dtype)
         self.tmp = np.empty(total, dtype=self.dtype)
+        self.mask = np.empty(total, dtype=bool)
         self._slices: dict[str, slice] = {}
         offset = 0
         for n in order:
@@ -466,6 +490,7 @@ class FusedMLPStep:
                 self.grad,
                 self.trace,
                 self.tmp,
+                self.mask,
                 learning_rate=h["learning_rate"],
                 momentum=h["momentum"],
                 nesterov=h["nesterov"],
@@ -481,6 +506,7 @@ class FusedMLPStep:
                 self.v,
                 self.count,
                 self.tmp,
+                self.mask,
                 learning_rate=h["learning_rate"],
                 beta1=h["beta1"],
                 beta2=h["beta2"],
@@ -505,10 +531,11 @@ class FusedMLPStep:
             self.grad,
             self.m,
             self.v,
-            t(beta1),
-            t(beta2),
+            t(1.0 - beta1),
+            t(1.0 - beta2),
             t(lr * c1 / c2),
             t(h["eps"] / c2),
+            t(np.finfo(self.dtype).tiny),
         )
 
     @staticmethod
