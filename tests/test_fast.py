@@ -249,6 +249,20 @@ def test_relu_kernel_twins(dtype):
     np.testing.assert_allclose(dgot, G.relu_backward(dA, got), **TOL[dtype])
 
 
+@needs_numba
+def test_softmax_cross_entropy_kernel_twin(dtype):
+    Z, y = rand(37, 10, dtype=dtype, scale=20.0), np.random.default_rng(4).integers(0, 10, 37)
+    Z[0] = 1e4  # all-equal huge logits: the shift keeps exp finite
+    want, got = Z.copy(), Z.copy()
+    want_loss = F.softmax_cross_entropy_(want, y, 1 / 37, np.empty((37, 1), dtype))
+    got_loss = KERNELS.softmax_cross_entropy(got, y, np.dtype(dtype).type(1 / 37))
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+    np.testing.assert_allclose(got_loss, want_loss, **TOL[dtype])
+    bad = Z.copy()
+    bad[3, 2] = np.nan
+    assert np.isnan(KERNELS.softmax_cross_entropy(bad, y, np.dtype(dtype).type(1.0)))
+
+
 # --- the whole fused step against the generic engine -------------------------------------
 
 

@@ -315,3 +315,41 @@ def test_one_epoch_over_the_real_test_set():
         assert xb.shape[1] == 784 and np.isfinite(xb).all()
         counts += np.bincount(yb, minlength=10)
     np.testing.assert_array_equal(counts, np.full(10, 1000))
+
+
+# --- the fused gather (NumPy with numba) is the twin of the generic one -------------------------
+
+
+@pytest.mark.parametrize("flatten", [True, False])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("pixels", "normalize"),
+    [("uint8", n) for n in ("unit", "symmetric", "standardize", None)]
+    + [("float32", "standardize"), ("float64", "standardize")],
+)
+def test_fused_gather_equals_generic_bit_for_bit(
+    monkeypatch, pixels, normalize, dtype, shuffle, flatten
+):
+    from anynet.fast.kernels import KERNELS
+
+    if KERNELS is None:
+        pytest.skip("numba not installed (anynet[fast])")
+    X = np.random.default_rng(3).integers(0, 256, size=(131, 5, 4)).astype(pixels)
+    if pixels != "uint8":
+        X = X / 7.0 - 3.0
+    y = np.arange(131) % 10
+    kw = dict(backend="numpy", seed=2, dtype=dtype, normalize=normalize, shuffle=shuffle)
+    fused = DataLoader(X, y, 32, flatten=flatten, **kw)
+    assert fused._gather is not None
+    monkeypatch.setenv("ANYNET_FAST", "0")
+    generic = DataLoader(X, y, 32, flatten=flatten, **kw)
+    assert generic._gather is None
+    for _ in range(2):  # two epochs: two orders
+        got, want = batches(fused), batches(generic)
+        assert same(got, want)
+        assert got[0][0].dtype == np.dtype(dtype) and got[0][0].shape == want[0][0].shape
+    # Each batch is a new array, as in the generic path: keeping one is safe.
+    batch_iter = iter(fused)
+    first, second = next(batch_iter)[0], next(batch_iter)[0]
+    assert not np.shares_memory(first, second)

@@ -274,6 +274,14 @@ class DataLoader:
             # The one copy to the device; every epoch after this works there.
             self._X = be.asarray(self._X_host)
             self._y = be.asarray(self._y_host, dtype="int64")
+        # The same batches in one pass where a backend has a fused gather (NumPy with numba).
+        self._gather = None
+        if not self.streaming:
+            from anynet.fast import batch_gather
+
+            self._gather = batch_gather(
+                be, self._X, self.dtype, self._convert, self._mean, self._inv_std
+            )
 
     # --- argument checks: each error names the argument, what came, and what to do --------
 
@@ -512,6 +520,10 @@ class DataLoader:
         xp, B = self.backend.xp, self.batch_size
         for start in range(0, self._n_used, B):
             stop = min(start + B, self._n_used)
+            if self._gather is not None:
+                idx = xp.arange(start, stop) if order is None else order[start:stop]
+                yield self._gather(idx), xp.take(self._y, idx, axis=0)
+                continue
             if order is None:
                 xb, yb = self._X[start:stop, ...], self._y[start:stop]
             else:

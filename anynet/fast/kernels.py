@@ -65,7 +65,52 @@ def _compile() -> Any:
                 if not A[r, c] > 0:
                     dA[r, c] = 0
 
-    return SimpleNamespace(adam=adam, bias_relu=bias_relu, relu_backward=relu_backward)
+    @jit
+    def lookup(U, table, out):
+        """out = table[U], element-wise (U: uint8 rows)."""
+        for r in range(U.shape[0]):
+            for c in range(U.shape[1]):
+                out[r, c] = table[U[r, c]]
+
+    @jit
+    def standardize(U, mean, inv_std, out):
+        """out = (U - mean) * inv_std, in ``out``'s dtype, row by row."""
+        zero = mean[0] - mean[0]
+        for r in range(U.shape[0]):
+            for c in range(U.shape[1]):
+                out[r, c] = ((U[r, c] + zero) - mean[c]) * inv_std[c]
+
+    @jit
+    def softmax_cross_entropy(Z, y, scale):
+        """Z (logits) becomes (softmax(Z) - one_hot(y)) * scale; returns the loss, summed over
+        rows, times ``scale`` (see softmax_cross_entropy_). One pass over each row, in Z's
+        dtype; the loss adds up in float64. A NaN logit makes the loss NaN."""
+        total = 0.0
+        for r in range(Z.shape[0]):
+            top = Z[r, 0]
+            for c in range(1, Z.shape[1]):
+                top = max(top, Z[r, c])
+            label = y[r]
+            shifted_label = Z[r, label] - top
+            norm = top - top
+            for c in range(Z.shape[1]):
+                e = np.exp(Z[r, c] - top)
+                Z[r, c] = e
+                norm += e
+            total += np.log(norm) - shifted_label
+            for c in range(Z.shape[1]):
+                Z[r, c] = Z[r, c] / norm * scale
+            Z[r, label] -= scale
+        return total * scale
+
+    return SimpleNamespace(
+        adam=adam,
+        bias_relu=bias_relu,
+        relu_backward=relu_backward,
+        lookup=lookup,
+        softmax_cross_entropy=softmax_cross_entropy,
+        standardize=standardize,
+    )
 
 
 def _load() -> Any:

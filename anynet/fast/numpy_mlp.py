@@ -446,6 +446,8 @@ class FusedMLPStep:
         scale = 1.0 / B if self.reduction == "mean" else 1.0
         if self.loss == "sigmoid_binary_cross_entropy":
             value = sigmoid_cross_entropy_(logits, y, scale, self.tmpA[-1][:B])
+        elif self.kernels is not None:
+            value = self.kernels.softmax_cross_entropy(logits, y, self.dtype.type(scale))
         else:
             value = softmax_cross_entropy_(logits, y, scale, self.col[:B])
         # backward
