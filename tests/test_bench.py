@@ -46,7 +46,24 @@ def test_targets_pair_each_round_and_compare_accuracy():
     assert sk["ratio"] == pytest.approx(0.35) and sk["met"]  # the round with an error skipped
     gap = next(c for c in checks if "accuracy_gap_pp" in c)
     assert gap["accuracy_gap_pp"] == pytest.approx(1.0) and not gap["met"]
+    assert gap["accuracy_gap_se_pp"] == pytest.approx(0.0)  # every seed gave the same
     assert not any(c["batch"] == 256 and "ratio" in c for c in checks)  # no peer number there
+
+
+def test_accuracy_is_a_mean_over_seeds_with_its_standard_error():
+    runs = {
+        ("anynet-numpy", 64): [fake(700, 0.85), fake(700, 0.87), fake(700, 0.86)],
+        ("pytorch-cpu", 64): [fake(900, 0.86), fake(900, 0.86), fake(900, 0.87)],
+    }
+    table = run.summarize(runs, "cpu")
+    assert table["anynet-numpy"][64]["test_accuracy"] == pytest.approx(0.86)
+    assert table["anynet-numpy"][64]["test_accuracy_se"] == pytest.approx(0.01 / 3**0.5)
+    gap = next(c for c in run.targets(table, runs, "cpu") if "accuracy_gap_pp" in c)
+    assert gap["accuracy_gap_pp"] == pytest.approx(100 * (0.8633333 - 0.86), abs=1e-4)
+    se_torch = 100 * (0.0057735 / 3**0.5)
+    se_ours = 100 * 0.01 / 3**0.5
+    assert gap["accuracy_gap_se_pp"] == pytest.approx((se_ours**2 + se_torch**2) ** 0.5, rel=1e-3)
+    assert gap["met"]
 
 
 def test_markdown_shows_errors_and_misses():
@@ -54,7 +71,8 @@ def test_markdown_shows_errors_and_misses():
     args = argparse.Namespace(epochs=3, rounds=2)
     info = {"date": "2026-11-23", "cpus": 2, "python": "3.11", "cpu": "test"}
     md = run.markdown(table, RUNS, run.targets(table, RUNS, "cpu"), info, "cpu", args)
-    assert "boom" in md and "| NO |" in md and "anynet 0.62x" in md
+    assert "boom" in md and "| NO |" in md and "anynet 0.62x" in md and "0.625x" in md
+    assert "86.0% ± 0.0" in md and "+1.00 ± 0.00 pp" in md
 
 
 def test_epochs_below_two_are_refused(capsys):
