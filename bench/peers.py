@@ -74,8 +74,8 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     """Array operations one anynet training step issues, counted, not estimated.
 
     NumPy's fused step: every NumPy call it makes (they all go through one module attribute,
-    which a counting proxy replaces here; the batch gather and scaling of the loader are not
-    included). The generic Array API path: run on PyTorch tensors, where ``torch.profiler``
+    which a counting proxy replaces here), and every call of a compiled (numba) kernel; the
+    batch gather and scaling of the loader are not included. The generic Array API path: run on PyTorch tensors, where ``torch.profiler``
     counts the ATen kernels it issues, loader included.
     """
     import anynet
@@ -101,14 +101,18 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
         return lambda: train(model, opt, state, loader, epochs=1, backend=be, seed=0), 3
 
     if anynet.get_backend(device).name == "numpy":
-        counter = _CountingNumpy()
+        counter = _Counting(np)
+        kernels = numpy_mlp.KERNELS
+        kernel_counter = _Counting(kernels) if kernels is not None else None
         run, steps = one_epoch(anynet.get_backend("numpy"))
-        numpy_mlp.xp_np = counter
+        numpy_mlp.xp_np, numpy_mlp.KERNELS = counter, kernel_counter or kernels
         try:
             run()
         finally:
-            numpy_mlp.xp_np = np
+            numpy_mlp.xp_np, numpy_mlp.KERNELS = np, kernels
         out["fused step, NumPy calls"] = round(counter.calls / steps)
+        if kernel_counter is not None:
+            out["numba kernels"] = round(kernel_counter.calls / steps)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -118,14 +122,15 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     return out
 
 
-class _CountingNumpy:
-    """NumPy, counting the calls made through it."""
+class _Counting:
+    """A module (NumPy, the numba kernels), counting the calls made through it."""
 
-    def __init__(self):
+    def __init__(self, module):
+        self.module = module
         self.calls = 0
 
     def __getattr__(self, name):
-        attr = getattr(np, name)
+        attr = getattr(self.module, name)
         if not callable(attr):
             return attr
 
