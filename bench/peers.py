@@ -75,8 +75,9 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
 
     NumPy's fused step: every NumPy call it makes (they all go through one module attribute,
     which a counting proxy replaces here), and every call of a compiled (numba) kernel; the
-    batch gather and scaling of the loader are not included. The generic Array API path: run on PyTorch tensors, where ``torch.profiler``
-    counts the ATen kernels it issues, loader included.
+    batch gather and scaling of the loader are not included. The generic Array API path: run
+    on PyTorch tensors, where ``torch.profiler`` counts the ATen kernels it issues, loader
+    included.
     """
     import anynet
     from anynet import nn
