@@ -72,9 +72,10 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def cupy(session: nox.Session) -> None:
-    """The suite on CuPy. Without a CUDA device its GPU tests skip with the reason, and the
-    test that CuPy-without-GPU gives the clear anynet error runs against the real CuPy."""
-    install(session, "-e", ".[test,cuda12]")
+    """The suite on CuPy. Without a CUDA device its GPU tests skip with the reason, the test
+    that CuPy-without-GPU gives the clear anynet error runs against the real CuPy, and NVRTC
+    (which needs no GPU) compiles anynet's CUDA kernels as CuPy would."""
+    install(session, "-e", ".[test,cuda12]", "cuda-toolkit[nvrtc]==12.*")
     pytest(session, "cupy")
 
 

@@ -101,7 +101,10 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
         loader = DataLoader(X, y, batch_size, backend=be, seed=0, normalize="symmetric")
         return lambda: train(model, opt, state, loader, epochs=1, backend=be, seed=0), 3
 
-    if anynet.get_backend(device).name == "numpy":
+    be = anynet.get_backend(device)
+    if be.name == "cupy":
+        out.update(_count_cupy_step(one_epoch, be))
+    if be.name == "numpy":
         counter = _Counting(np)
         kernels = numpy_mlp.KERNELS
         kernel_counter = _Counting(kernels) if kernels is not None else None
@@ -123,8 +126,39 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     return out
 
 
+def _count_cupy_step(one_epoch: Callable[[Any], Any], be: Any) -> dict[str, int]:
+    """The CuPy fast step's library calls (about one launch each) and its own kernels, counted
+    through proxies put in place of the step's ``xp`` and ``kernels``."""
+    import anynet.fast
+
+    real = anynet.fast.fused_step
+    counters: dict[str, _Counting] = {}
+
+    def counting(*args, **kwargs):
+        step = real(*args, **kwargs)
+        if step is not None:
+            step.xp = counters["xp"] = _Counting(step.xp)
+            step.kernels = counters["kernels"] = _Counting(step.kernels)
+        return step
+
+    run, steps = one_epoch(be)
+    anynet.fast.fused_step = counting
+    try:
+        run()
+        be.synchronize()
+    finally:
+        anynet.fast.fused_step = real
+    if not counters:
+        return {}
+    return {
+        "fused step, CuPy calls": round(counters["xp"].calls / steps),
+        "anynet CUDA kernels": round(counters["kernels"].calls / steps),
+    }
+
+
 class _Counting:
-    """A module (NumPy, the numba kernels), counting the calls made through it."""
+    """A module (NumPy, the numba kernels), counting the calls made through it (not the
+    types it holds: ``xp.int64`` stays a type)."""
 
     def __init__(self, module):
         self.module = module
@@ -132,7 +166,7 @@ class _Counting:
 
     def __getattr__(self, name):
         attr = getattr(self.module, name)
-        if not callable(attr):
+        if not callable(attr) or isinstance(attr, type):
             return attr
 
         def counted(*args, **kwargs):

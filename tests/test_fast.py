@@ -9,6 +9,8 @@ import anynet
 from anynet import nn
 from anynet.fast import fused_step
 from anynet.fast import numpy_mlp as F
+from anynet.fast.cuda_host import HostKernels, host_compiler
+from anynet.fast.device_mlp import DeviceMLPStep
 from anynet.fast.kernels import KERNELS
 from anynet.nn import functional as G
 from anynet.training import TrainState, train
@@ -323,14 +325,27 @@ def run(model_name, opt_name, dtype, *, fast, reduction="mean", l1=0.0, l2=0.0, 
     return state
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request, monkeypatch):
-    """Run the fused step with the numba kernels, and without them (NumPy passes only)."""
+@pytest.fixture(params=["numba", "numpy", "cuda-host"])
+def kernels(request, monkeypatch, tmp_path_factory):
+    """Run the fused step with the numba kernels, without them (NumPy passes only), and as the
+    GPU step (anynet.fast.device_mlp) with its CUDA kernels built for the host."""
     if request.param == "numba":
         if KERNELS is None:
             pytest.skip("numba not installed (anynet[fast])")
-    else:
+    elif request.param == "numpy":
         monkeypatch.setattr(F, "KERNELS", None)
+    else:
+        if host_compiler() is None:
+            pytest.skip("no C++ compiler to build the CUDA kernels for the host")
+        host = HostKernels(tmp_path_factory.getbasetemp() / "cuda-host")
+
+        def device_step(model, optimizer, backend, params, opt_state, *, loss, reduction):
+            plan = F.parse_mlp(model, loss)
+            dtype = str(next(iter(params.values())).dtype)
+            args = (model, plan, optimizer, opt_state, params, dtype, loss, reduction)
+            return DeviceMLPStep(*args, xp=np, kernels=host, name="fused cuda-host")
+
+        monkeypatch.setattr(anynet.fast, "fused_step", device_step)
     return request.param
 
 
@@ -342,7 +357,8 @@ def test_fused_training_equals_generic_training(dtype, model_name, opt_name, ker
         kw = dict(reduction="sum", l2=0.5)
     fast = run(model_name, opt_name, dtype, fast=True, **kw)
     slow = run(model_name, opt_name, dtype, fast=False, **kw)
-    assert fast.path == ("fused numpy + numba" if kernels == "numba" else "fused numpy")
+    names = {"numba": "fused numpy + numba", "numpy": "fused numpy", "cuda-host": "fused cuda-host"}
+    assert fast.path == names[kernels]
     assert slow.path == "generic"
     tol = TOL[dtype] if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
     for k in slow.params:

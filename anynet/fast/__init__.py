@@ -8,14 +8,41 @@ Set ``ANYNET_FAST=0`` to run the generic path everywhere (for comparison or debu
 - NumPy: :class:`~anynet.fast.numpy_mlp.FusedMLPStep`, a training step for Dense/activation/
   dropout stacks with SGD or Adam over flat, preallocated buffers; and :func:`batch_gather`,
   the data loader's gather, cast and normalize of a batch as one pass (with numba).
+- CuPy: :class:`~anynet.fast.device_mlp.DeviceMLPStep`, the same step with its element-wise
+  chains as the CUDA kernels of :mod:`anynet.fast.cuda` (one launch each), and the loader's
+  gather as one kernel. Should the kernels fail to compile, a warning says so and the generic
+  path runs.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 __all__ = ["batch_gather", "fused_step"]
+
+_CUPY_KERNELS: dict[int, Any] = {}  # compiled once per device
+
+
+def _cupy_kernels(backend: Any) -> Any:
+    """The CUDA kernels compiled for ``backend``'s device, or ``None`` (with a warning) if
+    they do not compile there."""
+    key = backend.device.id
+    if key not in _CUPY_KERNELS:
+        from anynet.fast.cuda import CupyKernels
+
+        try:
+            _CUPY_KERNELS[key] = CupyKernels(backend.library, backend.device)
+        except Exception as exc:  # a compiler or driver error: the generic path still works
+            warnings.warn(
+                f"anynet's CUDA kernels did not compile on {backend}: {exc!r}; training runs "
+                "the generic path (slower). Set ANYNET_FAST=0 to skip the attempt.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _CUPY_KERNELS[key] = None
+    return _CUPY_KERNELS[key]
 
 
 def fused_step(
@@ -35,9 +62,9 @@ def fused_step(
     """
     if os.environ.get("ANYNET_FAST", "1") == "0":
         return None
-    if backend.name != "numpy" or optimizer.spec is None or not isinstance(loss, str):
+    if backend.name not in ("numpy", "cupy") or optimizer.spec is None:
         return None
-    if reduction not in ("mean", "sum"):
+    if not isinstance(loss, str) or reduction not in ("mean", "sum"):
         return None
     from anynet.fast.numpy_mlp import FusedMLPStep, parse_mlp
 
@@ -47,7 +74,15 @@ def fused_step(
     dtypes = {str(p.dtype) for p in params.values()}
     if len(dtypes) != 1 or dtypes & {"float32", "float64"} != dtypes:
         return None
-    return FusedMLPStep(model, plan, optimizer, opt_state, params, dtypes.pop(), loss, reduction)
+    args = (model, plan, optimizer, opt_state, params, dtypes.pop(), loss, reduction)
+    if backend.name == "numpy":
+        return FusedMLPStep(*args)
+    kernels = _cupy_kernels(backend)
+    if kernels is None:
+        return None
+    from anynet.fast.device_mlp import DeviceMLPStep
+
+    return DeviceMLPStep(*args, xp=backend.library, kernels=kernels, device=backend.device)
 
 
 def batch_gather(
@@ -65,7 +100,14 @@ def batch_gather(
     73 us per batch of 256, 35 us against 18 us per batch of 64. Each call returns a new
     array, as the generic path does.
     """
-    if os.environ.get("ANYNET_FAST", "1") == "0" or backend.name != "numpy":
+    if os.environ.get("ANYNET_FAST", "1") == "0":
+        return None
+    if backend.name == "cupy":
+        kernels = _cupy_kernels(backend)
+        if kernels is None:
+            return None
+        return kernel_gather(backend.library, kernels, X, dtype, convert, mean, inv_std)
+    if backend.name != "numpy":
         return None
     from anynet.fast.kernels import KERNELS
 
@@ -102,5 +144,38 @@ def batch_gather(
         out = np.empty((n, n_features), dt)
         kernel(U, out)
         return out.reshape((n, *sample_shape))
+
+    return gather
+
+
+def kernel_gather(
+    xp: Any, kernels: Any, X: Any, dtype: Any, convert: Any, mean: Any = None, inv_std: Any = None
+) -> Any:
+    """:func:`batch_gather` as one kernel launch per batch (:mod:`anynet.fast.cuda`): the rows
+    are read straight from the resident uint8 data, cast and normalized in the same pass.
+    ``xp`` is the data's array library (CuPy; NumPy in the tests, with the kernels built for
+    the host). ``None`` for data other than uint8 pixels."""
+    if X.dtype != xp.uint8 or not X.flags.c_contiguous:
+        return None
+    dt = xp.dtype(dtype)
+    rows2d = X.reshape(len(X), -1)
+    sample_shape, n_features = X.shape[1:], rows2d.shape[1]
+    if mean is not None:
+        mean1d, inv1d = (xp.ascontiguousarray(a, dtype=dt).reshape(-1) for a in (mean, inv_std))
+
+        def kernel(rows, out):
+            kernels.gather_standardize(rows2d, rows, mean1d, inv1d, out)
+
+    else:
+        table = xp.ascontiguousarray(convert(xp.arange(256, dtype=xp.uint8)), dtype=dt)
+
+        def kernel(rows, out):
+            kernels.gather_lookup(rows2d, rows, table, out)
+
+    def gather(rows: Any) -> Any:
+        rows = xp.ascontiguousarray(rows, dtype=xp.int64)
+        out = xp.empty((len(rows), n_features), dt)
+        kernel(rows, out)
+        return out.reshape((len(rows), *sample_shape))
 
     return gather

@@ -299,6 +299,9 @@ class FusedMLPStep:
     same structures whichever step ran.
     """
 
+    #: The array library of the buffers (a subclass for another library replaces it).
+    xp: Any = np
+
     def __init__(self, model, plan, optimizer, template_state, params, dtype, loss, reduction):
         self.model = model
         self.plan = plan
@@ -313,10 +316,11 @@ class FusedMLPStep:
         sizes = {n: math.prod(shapes[n]) for n in order}
         self.n_weights = sum(sizes[n] for n in order if n.endswith(".W"))
         total = sum(sizes.values())
-        self.theta = np.empty(total, dtype=self.dtype)
-        self.grad = np.empty(total, dtype=self.dtype)
-        self.tmp = np.empty(total, dtype=self.dtype)
-        self.mask = np.empty(total, dtype=bool)
+        xp = self.xp
+        self.theta = xp.empty(total, dtype=self.dtype)
+        self.grad = xp.empty(total, dtype=self.dtype)
+        self.tmp = xp.empty(total, dtype=self.dtype)
+        self.mask = xp.empty(total, dtype=bool)
         self._slices: dict[str, slice] = {}
         offset = 0
         for n in order:
@@ -327,11 +331,11 @@ class FusedMLPStep:
         self.grad_views = self._named(self.grad)
         self.m = self.v = self.trace = None
         if self.kind in ("adam", "adamw"):
-            self.m = np.zeros(total, dtype=self.dtype)
-            self.v = np.zeros(total, dtype=self.dtype)
+            self.m = xp.zeros(total, dtype=self.dtype)
+            self.v = xp.zeros(total, dtype=self.dtype)
             self._mu, self._nu = self._named(self.m), self._named(self.v)
         elif self.hyper["momentum"]:
-            self.trace = np.zeros(total, dtype=self.dtype)
+            self.trace = xp.zeros(total, dtype=self.dtype)
             self._trace = self._named(self.trace)
         self.count = 0
         self.kernels = KERNELS
@@ -348,28 +352,29 @@ class FusedMLPStep:
 
     def load(self, params: Mapping[str, Any], opt_state: Any = None) -> None:
         """Copy parameters (and optimizer state in the generic form) into the flat buffers."""
+        asarray = self.xp.asarray
         for n, view in self.views.items():
-            view[...] = np.asarray(params[n])
+            view[...] = asarray(params[n])
         if opt_state is None:
             return
         for s in _walk(opt_state):
             if isinstance(s, AdamState):
                 self.count = int(s.count)
                 for n in self.views:
-                    self._mu[n][...] = np.asarray(s.mu[n])
-                    self._nu[n][...] = np.asarray(s.nu[n])
+                    self._mu[n][...] = asarray(s.mu[n])
+                    self._nu[n][...] = asarray(s.nu[n])
             elif isinstance(s, TraceState) and s.trace:
                 for n in self.views:
-                    self._trace[n][...] = np.asarray(s.trace[n])
+                    self._trace[n][...] = asarray(s.trace[n])
             elif isinstance(s, LearningRateState):
                 self.count = int(s.count)
 
-    def _named(self, buffer: np.ndarray) -> dict[str, np.ndarray]:
+    def _named(self, buffer: Any) -> dict[str, Any]:
         """Views of ``buffer`` by parameter name, shaped as the parameters."""
         return {n: buffer[self._slices[n]].reshape(shape) for n, shape in self._shapes.items()}
 
     @property
-    def params(self) -> dict[str, np.ndarray]:
+    def params(self) -> dict[str, Any]:
         return self.views
 
     @property
@@ -393,15 +398,15 @@ class FusedMLPStep:
 
     def _allocate(self, batch: int) -> None:
         """Activation, gradient and scratch buffers for batches of up to ``batch`` rows."""
-        dt = self.dtype
-        self.Z = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
-        self.D = [np.empty((batch, d.n_out), dt) if p else None for d, _, p in self.plan]
-        self.keep = [np.empty((batch, d.n_out), bool) if p else None for d, _, p in self.plan]
-        self.dA = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
-        self.tmpA = [np.empty((batch, d.n_out), dt) for d, _, _ in self.plan]
-        self.maskA = [np.empty((batch, d.n_out), bool) for d, _, _ in self.plan]
-        self.col = np.empty((batch, 1), dt)
-        self.ones = np.ones(batch, dt)
+        dt, empty = self.dtype, self.xp.empty
+        self.Z = [empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.D = [empty((batch, d.n_out), dt) if p else None for d, _, p in self.plan]
+        self.keep = [empty((batch, d.n_out), bool) if p else None for d, _, p in self.plan]
+        self.dA = [empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.tmpA = [empty((batch, d.n_out), dt) for d, _, _ in self.plan]
+        self.maskA = [empty((batch, d.n_out), bool) for d, _, _ in self.plan]
+        self.col = empty((batch, 1), dt)
+        self.ones = self.xp.ones(batch, dt)
         self._buffers_for = batch
 
     def __call__(self, X: np.ndarray, y: np.ndarray, *, l1: float, l2: float, rng: Any) -> Any:
