@@ -30,7 +30,7 @@ def _gpu():
     try:
         be = anynet.get_backend("cupy")
     except anynet.errors.AnynetError as exc:
-        pytest.skip(f"no CuPy GPU: {exc}")
+        pytest.skip(f"no CuPy GPU: {str(exc).split('. ')[0]}")
     return be
 
 
@@ -268,3 +268,47 @@ def test_a_wrongly_typed_argument_is_refused_on_the_host(target):
         K.bias_act(Z, np.zeros(4, "float64"), 1)
     with pytest.raises(TypeError, match="argument 0: expected a C-contiguous"):
         K.bias_act(np.zeros((4, 3), "float32").T, np.zeros(4, "float32"), 1)
+
+
+def test_cupy_launches_pass_each_scalar_as_its_c_type():
+    """A GPU kernel reads its arguments as raw bytes: a Python float where it declares a float
+    would be read as half a double. CupyKernels' launch layer, with recording stand-ins for
+    the compiled functions (no GPU needed)."""
+    from anynet.fast.cuda import CupyKernels
+
+    K = object.__new__(CupyKernels)
+    K._np = np
+    calls = []
+
+    def recorder(name):
+        return lambda grid, block, args: calls.append((name, grid, block, args))
+
+    K._functions = {n: recorder(n) for n in NAME_EXPRESSIONS}
+    Z = np.zeros((300, 5), np.float32)
+    K.bias_act(Z, np.zeros(5, np.float32), ACTIVATIONS["LeakyReLU"], 0.2)
+    name, grid, block, args = calls[-1]
+    assert (name, grid, block) == ("bias_act<float>", (6,), (256,))
+    assert [type(a) for a in args] == [
+        np.ndarray,
+        np.ndarray,
+        np.int64,
+        np.int64,
+        np.int32,
+        np.float32,
+    ]
+    assert args[2:] == (300, 5, 4, np.float32(0.2))
+    big = np.zeros(2 * 10**6)  # more elements than MAX_BLOCKS * THREADS
+    K.adam(
+        big,
+        big,
+        big,
+        big,
+        one_minus_beta1=0.1,
+        one_minus_beta2=0.001,
+        step=1e-3,
+        eps=1e-8,
+        tiny=1e-300,
+    )
+    name, grid, _, args = calls[-1]
+    assert name == "adam<double>" and grid == (CupyKernels.MAX_BLOCKS,)  # the loop does the rest
+    assert all(type(a) is np.float64 for a in args[5:])

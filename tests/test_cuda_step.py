@@ -21,7 +21,7 @@ def gpu():
     try:
         return anynet.get_backend("cupy")
     except anynet.errors.AnynetError as exc:
-        pytest.skip(f"no CuPy GPU: {exc}")
+        pytest.skip(f"no CuPy GPU: {str(exc).split('. ')[0]}")
 
 
 MODELS = {
