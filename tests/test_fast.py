@@ -45,6 +45,17 @@ def test_activation_twins(dtype, fast, generic, needs_tmp):
     np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+def test_relu_twins_treat_nan_as_the_generic_relu():
+    Z = np.array([[np.nan, -1.0, 0.0, 2.0]])
+    got = Z.copy()
+    F.relu_(got)
+    np.testing.assert_array_equal(got, G.relu(Z))
+    if KERNELS is not None:
+        got = Z.copy()
+        KERNELS.bias_relu(got, np.zeros(4))
+        np.testing.assert_array_equal(got, G.relu(Z))
+
+
 def test_leaky_relu_twins(dtype):
     Z, dA = rand(11, 5, dtype=dtype), rand(11, 5, dtype=dtype)
     got = Z.copy()

@@ -65,8 +65,8 @@ def _axpy(x: np.ndarray, y: np.ndarray, a: float, tmp: np.ndarray) -> None:
 
 
 def relu_(Z: np.ndarray) -> None:
-    """In-place twin of :func:`anynet.nn.functional.relu`."""
-    xp_np.maximum(Z, 0, out=Z)
+    """In-place twin of :func:`anynet.nn.functional.relu` (``fmax``: NaN becomes 0 there too)."""
+    xp_np.fmax(Z, 0, out=Z)
 
 
 def relu_backward_(dA: np.ndarray, A: np.ndarray, mask: np.ndarray) -> None:
