@@ -23,7 +23,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from anynet.backends import Backend, derive_seed, to_numpy
-from anynet.errors import NonFiniteLossError
+from anynet.errors import DataError, NonFiniteLossError
 from anynet.nn.layers import Layer
 from anynet.nn.optim import GradientTransformation
 from anynet.nn.step import train_step
@@ -125,6 +125,21 @@ class EarlyStopping(Callback):
             state.stop = True
 
 
+def _check_labels_fit(model: Layer, loader: Any) -> None:
+    """Refuse labels the model has no output for: the generic losses would train on garbage
+    (a one-hot row of zeros), and the fast paths' kernels index the logits by label, so an
+    out-of-range one reads and writes outside them (a crash on the CPU or the GPU)."""
+    n_classes = getattr(loader, "n_classes", None)
+    layers = getattr(model, "layers", (model,))
+    width = next((lyr.n_out for lyr in reversed(layers) if hasattr(lyr, "n_out")), None)
+    if n_classes is not None and width is not None and n_classes > width:
+        raise DataError(
+            f"the loader's labels run from 0 to {n_classes - 1} ({n_classes} classes), but the "
+            f"model has {width} outputs. Give the last Dense layer n_out={n_classes}, or check "
+            "the labels (they must be 0 to the number of classes - 1)."
+        )
+
+
 def _needs_rng(model: Layer) -> bool:
     layers = getattr(model, "layers", (model,))
     return any(getattr(layer, "p", 0.0) > 0.0 for layer in layers)
@@ -184,6 +199,8 @@ def train(
 
     Raises
     ------
+    DataError
+        Before any step, if the loader's labels need more outputs than the model has.
     NonFiniteLossError
         A batch loss was NaN or infinite; the message names the epoch and step. Parameters
         of that epoch are not handed to callbacks, so the last checkpoint stays the last good.
@@ -191,6 +208,7 @@ def train(
         After every callback's ``on_interrupt`` ran (a checkpointer saves there).
     """
     xp = backend.xp
+    _check_labels_fit(model, loader)
     n_batches = len(loader)
     # A fused step for this backend and model, where one exists (the same math, fewer passes
     # over memory); it updates its flat buffers in place and shows them as state.params.

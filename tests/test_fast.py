@@ -441,3 +441,21 @@ def test_environment_switch_turns_the_fast_path_off(monkeypatch):
     assert fused_step(*args, loss="softmax_cross_entropy", reduction="mean") is not None
     monkeypatch.setenv("ANYNET_FAST", "0")
     assert fused_step(*args, loss="softmax_cross_entropy", reduction="mean") is None
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_labels_beyond_the_models_outputs_are_refused_before_any_step(fast):
+    """The fast paths index the logits by label (out of range: a write outside them, a crash);
+    the generic loss would train on a zero one-hot row. Both refuse it first."""
+    be = anynet.get_backend("numpy")
+    X = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+    model, opt = nn.Sequential(nn.Dense(4, 3)), nn.adam()
+    params = model.init_params(rng=be.host_generator(0), backend=be)
+    before = {k: v.copy() for k, v in params.items()}
+    state = TrainState(params=params, opt_state=opt.init(params))
+    loader = anynet.data.DataLoader(X, np.arange(20) % 9, 8, backend=be, normalize=None)
+    with pytest.raises(anynet.errors.DataError, match=r"0 to 8 \(9 classes\), but the model has 3"):
+        train(model, opt, state, loader, epochs=1, backend=be, seed=0, fast=fast)
+    assert state.step == 0
+    for k in before:
+        np.testing.assert_array_equal(state.params[k], before[k])
