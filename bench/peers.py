@@ -103,7 +103,7 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
 
     be = anynet.get_backend(device)
     if be.name == "cupy":
-        out.update(_count_cupy_step(one_epoch, be))
+        out.update(_count_cupy_step(one_epoch, be, batch_size))
     if be.name == "numpy":
         counter = _Counting(np)
         kernels = numpy_mlp.KERNELS
@@ -126,9 +126,10 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     return out
 
 
-def _count_cupy_step(one_epoch: Callable[[Any], Any], be: Any) -> dict[str, int]:
+def _count_cupy_step(one_epoch: Callable[[Any], Any], be: Any, batch_size: int) -> dict[str, int]:
     """The CuPy fast step's library calls (about one launch each) and its own kernels, counted
-    through proxies put in place of the step's ``xp`` and ``kernels``."""
+    through proxies put in place of the step's ``xp`` and ``kernels`` once its buffers are
+    allocated (so the one-off allocations are not counted as per-step work)."""
     import anynet.fast
 
     real = anynet.fast.fused_step
@@ -137,6 +138,8 @@ def _count_cupy_step(one_epoch: Callable[[Any], Any], be: Any) -> dict[str, int]
     def counting(*args, **kwargs):
         step = real(*args, **kwargs)
         if step is not None:
+            with be.device:
+                step._allocate(batch_size)
             step.xp = counters["xp"] = _Counting(step.xp)
             step.kernels = counters["kernels"] = _Counting(step.kernels)
         return step

@@ -191,17 +191,13 @@ def test_optimizers_match_the_numpy_twins(target, dtype, make):
                 decoupled=decoupled,
                 **{k: h[k] for k in ADAM_KEYS},
             )
-            lr, wd, b1, b2 = h["learning_rate"], h["weight_decay"], h["beta1"], h["beta2"]
-            c1, c2 = 1 / (1 - b1**count), 1 / np.sqrt(1 - b2**count)
+            lr, wd = h["learning_rate"], h["weight_decay"]
             K.adam(
                 got[0],
                 dev(g),
                 got[1],
                 got[2],
-                one_minus_beta1=1 - b1,
-                one_minus_beta2=1 - b2,
-                step=lr * c1 / c2,
-                eps=h["eps"] / c2,
+                *F.adam_scalars(h, count),
                 tiny=tiny,
                 weight_decay=0.0 if decoupled else wd,
                 decay=1 - lr * wd if decoupled else 1.0,
@@ -276,14 +272,13 @@ def test_cupy_launches_pass_each_scalar_as_its_c_type():
     the compiled functions (no GPU needed)."""
     from anynet.fast.cuda import CupyKernels
 
-    K = object.__new__(CupyKernels)
-    K._np = np
+    K = object.__new__(CupyKernels)  # without compiling: no GPU here
     calls = []
 
     def recorder(name):
         return lambda grid, block, args: calls.append((name, grid, block, args))
 
-    K._functions = {n: recorder(n) for n in NAME_EXPRESSIONS}
+    K._prepare({n: recorder(n) for n in NAME_EXPRESSIONS})
     Z = np.zeros((300, 5), np.float32)
     K.bias_act(Z, np.zeros(5, np.float32), ACTIVATIONS["LeakyReLU"], 0.2)
     name, grid, block, args = calls[-1]
@@ -298,17 +293,7 @@ def test_cupy_launches_pass_each_scalar_as_its_c_type():
     ]
     assert args[2:] == (300, 5, 4, np.float32(0.2))
     big = np.zeros(2 * 10**6)  # more elements than MAX_BLOCKS * THREADS
-    K.adam(
-        big,
-        big,
-        big,
-        big,
-        one_minus_beta1=0.1,
-        one_minus_beta2=0.001,
-        step=1e-3,
-        eps=1e-8,
-        tiny=1e-300,
-    )
+    K.adam(big, big, big, big, 0.1, 0.001, 1e-3, 1e-8, tiny=1e-300)
     name, grid, _, args = calls[-1]
     assert name == "adam<double>" and grid == (CupyKernels.MAX_BLOCKS,)  # the loop does the rest
     assert all(type(a) is np.float64 for a in args[5:])

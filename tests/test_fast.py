@@ -167,10 +167,9 @@ def test_optimizer_twins(dtype, make, kind):
 
 def _adam_numba(theta, g, m, v, count, tmp, mask, *, learning_rate, beta1, beta2, eps):
     """The numba Adam kernel with :func:`adam_update_`'s signature."""
-    c1, c2 = 1 / (1 - beta1**count), 1 / np.sqrt(1 - beta2**count)
-    t = theta.dtype.type
-    scalars = (1 - beta1, 1 - beta2, learning_rate * c1 / c2, eps / c2, np.finfo(theta.dtype).tiny)
-    KERNELS.adam(theta, g, m, v, *map(t, scalars))
+    h = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, eps=eps)
+    scalars = (*F.adam_scalars(h, count), np.finfo(theta.dtype).tiny)
+    KERNELS.adam(theta, g, m, v, *map(theta.dtype.type, scalars))
 
 
 @pytest.mark.parametrize("impl", ["numpy", "numba"])

@@ -115,23 +115,14 @@ def batch_gather(
         return None
     import numpy as np
 
+    conversion = _conversion(np, X, dtype, convert, mean, inv_std)
+    if conversion is None:
+        return None  # floats, not normalized: a take and a cast, nothing to fuse
+    name, extra = conversion
+    kernel = KERNELS.standardize if name == "standardize" else KERNELS.lookup
     dt = np.dtype(dtype)
     rows2d = X.reshape(len(X), -1)  # a view: the loader's copy is contiguous
     sample_shape, n_features = X.shape[1:], rows2d.shape[1]
-    if mean is not None:
-        mean1d, inv1d = (np.ascontiguousarray(a, dtype=dt).reshape(-1) for a in (mean, inv_std))
-
-        def kernel(U, out):
-            KERNELS.standardize(U, mean1d, inv1d, out)
-
-    elif X.dtype == np.uint8:
-        table = np.ascontiguousarray(convert(np.arange(256, dtype=np.uint8)), dtype=dt)
-
-        def kernel(U, out):
-            KERNELS.lookup(U, table, out)
-
-    else:
-        return None  # floats, not normalized: a take and a cast, nothing to fuse
     scratch = np.empty((0, n_features), X.dtype)
 
     def gather(rows: Any) -> Any:
@@ -142,10 +133,25 @@ def batch_gather(
         U = scratch[:n]
         np.take(rows2d, rows, axis=0, out=U)
         out = np.empty((n, n_features), dt)
-        kernel(U, out)
+        kernel(U, *extra, out)
         return out.reshape((n, *sample_shape))
 
     return gather
+
+
+def _conversion(xp: Any, X: Any, dtype: Any, convert: Any, mean: Any, inv_std: Any) -> Any:
+    """How a fused gather casts and normalizes, as ``(kernel kind, its extra arrays)``:
+    ``("standardize", (mean, inv_std))`` flattened, or ``("lookup", (table,))`` for uint8 pixels,
+    a table of the 256 values that the loader's own ``convert`` computed (so the arithmetic is
+    the loader's by construction); ``None`` when there is nothing to fuse."""
+    dt = xp.dtype(dtype)
+    if mean is not None:
+        return "standardize", tuple(
+            xp.ascontiguousarray(a, dtype=dt).reshape(-1) for a in (mean, inv_std)
+        )
+    if X.dtype == xp.uint8:
+        return "lookup", (xp.ascontiguousarray(convert(xp.arange(256, dtype=xp.uint8)), dtype=dt),)
+    return None
 
 
 def kernel_gather(
@@ -157,25 +163,16 @@ def kernel_gather(
     the host). ``None`` for data other than uint8 pixels."""
     if X.dtype != xp.uint8 or not X.flags.c_contiguous:
         return None
+    name, extra = _conversion(xp, X, dtype, convert, mean, inv_std)
+    kernel = getattr(kernels, f"gather_{name}")
     dt = xp.dtype(dtype)
     rows2d = X.reshape(len(X), -1)
     sample_shape, n_features = X.shape[1:], rows2d.shape[1]
-    if mean is not None:
-        mean1d, inv1d = (xp.ascontiguousarray(a, dtype=dt).reshape(-1) for a in (mean, inv_std))
-
-        def kernel(rows, out):
-            kernels.gather_standardize(rows2d, rows, mean1d, inv1d, out)
-
-    else:
-        table = xp.ascontiguousarray(convert(xp.arange(256, dtype=xp.uint8)), dtype=dt)
-
-        def kernel(rows, out):
-            kernels.gather_lookup(rows2d, rows, table, out)
 
     def gather(rows: Any) -> Any:
         rows = xp.ascontiguousarray(rows, dtype=xp.int64)
         out = xp.empty((len(rows), n_features), dt)
-        kernel(rows, out)
+        kernel(rows2d, rows, *extra, out)
         return out.reshape((len(rows), *sample_shape))
 
     return gather

@@ -276,7 +276,7 @@ class Kernels:
             dA.size,
             dA,
             A,
-            keep if use_keep else self._no_keep(dA),
+            keep if use_keep else dA,  # a stand-in pointer, never read without dropout
             dA.size,
             int(use_keep),
             1.0 / (1.0 - p),
@@ -301,16 +301,17 @@ class Kernels:
         g: Any,
         m: Any,
         v: Any,
-        *,
         one_minus_beta1: float,
         one_minus_beta2: float,
         step: float,
         eps: float,
+        *,
         tiny: float,
         weight_decay: float = 0.0,
         decay: float = 1.0,
     ) -> None:
-        """One Adam update of ``theta`` and its moments ``m``, ``v`` (see ``SOURCE``)."""
+        """One Adam update of ``theta`` and its moments ``m``, ``v`` (see ``SOURCE``); the
+        four scalars as :func:`~anynet.fast.numpy_mlp.adam_scalars` gives them."""
         n = theta.size
         args = (one_minus_beta1, one_minus_beta2, step, eps, tiny, weight_decay, decay)
         self._run("adam", theta, n, theta, g, m, v, n, *args)
@@ -345,10 +346,6 @@ class Kernels:
         args = (X, rows, mean, inv_std, out, n_rows, n_features)
         self._run("gather_standardize", out, out.size, *args)
 
-    def _no_keep(self, like: Any) -> Any:
-        """A stand-in for an absent mask (never read)."""
-        return like
-
 
 class CupyKernels(Kernels):
     """:class:`Kernels` launched with CuPy on ``device``, compiled once by NVRTC."""
@@ -357,22 +354,27 @@ class CupyKernels(Kernels):
     MAX_BLOCKS = 4096  # enough to fill a GPU; the grid-stride loop takes the rest
 
     def __init__(self, cupy: Any, device: Any) -> None:
-        import numpy as np
-
-        self._np = np
-        self._cupy = cupy
         with device:
-            self._module = cupy.RawModule(
+            module = cupy.RawModule(
                 code=SOURCE, options=NVRTC_OPTIONS, name_expressions=NAME_EXPRESSIONS
             )
-            self._functions = {n: self._module.get_function(n) for n in NAME_EXPRESSIONS}
+            self._prepare({n: module.get_function(n) for n in NAME_EXPRESSIONS})
+
+    def _prepare(self, functions: dict[str, Any]) -> None:
+        """Per kernel and float type: its compiled function, and the NumPy type each scalar
+        parameter must be passed as (a kernel reads its arguments as raw bytes), worked out
+        once rather than at every launch."""
+        import numpy as np
+
+        self._calls = {}
+        for name, sig in SIGNATURES.items():
+            for dtype, ctype in CTYPES.items():
+                scalar = {"T": np.dtype(dtype).type, "i64": np.int64, "i32": np.int32}
+                types = tuple(scalar.get(kind) for kind in sig)
+                self._calls[name, dtype] = (functions[f"{name}<{ctype}>"], types)
 
     def _launch(self, name: str, dtype: str, n: int, args: tuple) -> None:
-        np = self._np
-        scalar = {"T": np.dtype(dtype).type, "i64": np.int64, "i32": np.int32}
-        passed = tuple(
-            scalar[kind](a) if kind in scalar else a
-            for kind, a in zip(SIGNATURES[name], args, strict=True)
-        )
+        function, types = self._calls[name, dtype]
+        passed = tuple(a if t is None else t(a) for t, a in zip(types, args, strict=True))
         blocks = min((n + self.THREADS - 1) // self.THREADS, self.MAX_BLOCKS)
-        self._functions[f"{name}<{CTYPES[dtype]}>"]((blocks,), (self.THREADS,), passed)
+        function((blocks,), (self.THREADS,), passed)

@@ -20,13 +20,12 @@ it on the CPU: with NumPy arrays and the kernels' source built as host C++ with 
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 import numpy as np
 
 from anynet.fast.cuda import ACTIVATIONS, Kernels
-from anynet.fast.numpy_mlp import FusedMLPStep
+from anynet.fast.numpy_mlp import FusedMLPStep, adam_scalars
 
 __all__ = ["DeviceMLPStep"]
 
@@ -65,6 +64,7 @@ class DeviceMLPStep(FusedMLPStep):
             ]
         self.kernels = kernels
         self.name = name
+        self._tiny = float(np.finfo(self.dtype).tiny)  # below it, optimizer state is flushed
         self._kinds = [
             (ACTIVATIONS[type(act).__name__ if act is not None else None], _slope(act))
             for _, act, _ in plan
@@ -148,7 +148,6 @@ class DeviceMLPStep(FusedMLPStep):
         # optimizer: one kernel over all parameters
         self.count += 1
         h = self.hyper
-        tiny = float(np.finfo(self.dtype).tiny)
         if self.kind == "sgd":
             K.sgd(
                 self.theta,
@@ -158,23 +157,18 @@ class DeviceMLPStep(FusedMLPStep):
                 momentum=h["momentum"],
                 nesterov=h["nesterov"],
                 weight_decay=h["weight_decay"],
-                tiny=tiny,
+                tiny=self._tiny,
             )
         else:
-            lr, wd, beta1, beta2 = h["learning_rate"], h["weight_decay"], h["beta1"], h["beta2"]
-            c1 = 1.0 / (1.0 - beta1**self.count)
-            c2 = 1.0 / math.sqrt(1.0 - beta2**self.count)
+            lr, wd = h["learning_rate"], h["weight_decay"]
             decoupled = self.kind == "adamw"
             K.adam(
                 self.theta,
                 self.grad,
                 self.m,
                 self.v,
-                one_minus_beta1=1.0 - beta1,
-                one_minus_beta2=1.0 - beta2,
-                step=lr * c1 / c2,
-                eps=h["eps"] / c2,
-                tiny=tiny,
+                *adam_scalars(h, self.count),
+                tiny=self._tiny,
                 weight_decay=0.0 if decoupled else wd,
                 decay=1.0 - lr * wd if decoupled else 1.0,
             )

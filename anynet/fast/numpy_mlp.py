@@ -31,6 +31,7 @@ from anynet.nn.optim import AdamState, LearningRateState, TraceState
 
 __all__ = [
     "FusedMLPStep",
+    "adam_scalars",
     "adam_update_",
     "flush_subnormal_",
     "leaky_relu_",
@@ -228,6 +229,16 @@ def adam_update_(
         xp_np.multiply(theta, 1.0 - learning_rate * weight_decay, out=theta)
     xp_np.multiply(tmp, -learning_rate * c1 / c2, out=tmp)
     xp_np.add(theta, tmp, out=theta)
+
+
+def adam_scalars(hyper: Mapping[str, Any], count: int) -> tuple[float, float, float, float]:
+    """Adam's per-step scalars for the fused kernels, in :func:`adam_update_`'s rearrangement:
+    ``(1 - beta1, 1 - beta2, step, eps')`` with ``step = lr c1 / c2`` and ``eps' = eps / c2``,
+    ``c1``, ``c2`` the bias corrections of step ``count`` (1 on the first step)."""
+    c1 = 1.0 / (1.0 - hyper["beta1"] ** count)
+    c2 = 1.0 / math.sqrt(1.0 - hyper["beta2"] ** count)
+    step = hyper["learning_rate"] * c1 / c2
+    return 1.0 - hyper["beta1"], 1.0 - hyper["beta2"], step, hyper["eps"] / c2
 
 
 def sgd_update_(
@@ -525,24 +536,15 @@ class FusedMLPStep:
 
     def _adam_kernel(self, h):
         """:func:`adam_update_` as one compiled pass (the same rearrangement)."""
-        lr, wd, beta1, beta2 = h["learning_rate"], h["weight_decay"], h["beta1"], h["beta2"]
+        lr, wd = h["learning_rate"], h["weight_decay"]
         if wd and self.kind == "adam":
             _axpy(self.theta, self.grad, wd, self.tmp)
         elif wd:
             xp_np.multiply(self.theta, 1.0 - lr * wd, out=self.theta)
-        c1 = 1.0 / (1.0 - beta1**self.count)
-        c2 = 1.0 / math.sqrt(1.0 - beta2**self.count)
         t = self.dtype.type  # scalars in the buffers' dtype: float32 stays float32
+        scalars = adam_scalars(h, self.count)
         self.kernels.adam(
-            self.theta,
-            self.grad,
-            self.m,
-            self.v,
-            t(1.0 - beta1),
-            t(1.0 - beta2),
-            t(lr * c1 / c2),
-            t(h["eps"] / c2),
-            t(np.finfo(self.dtype).tiny),
+            self.theta, self.grad, self.m, self.v, *map(t, scalars), t(np.finfo(self.dtype).tiny)
         )
 
     @staticmethod
