@@ -112,12 +112,22 @@ class Backend:
         The Array API namespace (through array-api-compat where the library needs it).
     device : object
         The library's device object; pass it as ``device=`` to every allocation.
+    kernels : str or None
+        Which family of anynet's fused kernels runs on this backend's arrays (see
+        :mod:`anynet.fast`): ``'cpu'`` for NumPy arrays, ``'cuda'`` for CuPy arrays on a CUDA
+        GPU, ``None`` where only the generic engine runs. Code above this module asks this,
+        never the backend's name.
+    pinned_streaming : bool
+        Whether the data loader can stream through pinned host memory and a copy stream.
     """
 
     name: str
     xp: Any
     device: Any
     library: Any = field(repr=False)
+    kernels: str | None = field(repr=False)
+    pinned_streaming: bool = field(repr=False)
+    _free_device_memory: Callable[[], int | None] = field(repr=False)
     _make_generator: Callable[[int | None], Any] = field(repr=False)
     _permutation: Callable[[Any, int], Any] = field(repr=False)
     _uniform: Callable[[Any, tuple[int, ...], Any], Any] = field(repr=False)
@@ -163,6 +173,11 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until the device has finished all queued work (a no-op on the CPU)."""
         self._synchronize()
+
+    def free_device_memory(self) -> int | None:
+        """Free bytes on the device, or ``None`` for the CPU, whose memory is the data's home
+        anyway."""
+        return self._free_device_memory()
 
     def __repr__(self) -> str:
         return f"Backend({self.spec!r})"
@@ -235,6 +250,9 @@ def _numpy_backend(device: str | None) -> Backend:
         xp=xp,
         device="cpu",
         library=np,
+        kernels="cpu",
+        pinned_streaming=False,
+        _free_device_memory=lambda: None,
         _make_generator=np.random.default_rng,
         _permutation=lambda g, n: g.permutation(n),
         _uniform=lambda g, shape, dtype: g.random(shape, dtype=dtype),
@@ -273,6 +291,9 @@ def _strict_backend(device: str | None) -> Backend:
         xp=xp,
         device=dev,
         library=xp,
+        kernels=None,
+        pinned_streaming=False,
+        _free_device_memory=lambda: None,
         _make_generator=np.random.default_rng,
         _permutation=permutation,
         _uniform=uniform,
@@ -326,16 +347,26 @@ def _torch_backend(device: str | None) -> Backend:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
+    def free_device_memory() -> int | None:
+        return int(torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else None
+
+    def set_state(g: Any, state: Any) -> None:
+        # A state read back from a file is a NumPy uint8 array; set_state takes a CPU tensor.
+        g.set_state(torch.from_numpy(np.asarray(state)) if isinstance(state, np.ndarray) else state)
+
     return Backend(
         name="torch",
         xp=xp,
         device=dev,
         library=torch,
+        kernels=None,
+        pinned_streaming=False,
+        _free_device_memory=free_device_memory,
         _make_generator=make_generator,
         _permutation=lambda g, n: torch.randperm(n, generator=g, device=dev),
         _uniform=lambda g, shape, dtype: torch.rand(shape, generator=g, device=dev, dtype=dtype),
         _get_state=lambda g: g.get_state(),
-        _set_state=lambda g, state: g.set_state(state),
+        _set_state=set_state,
         _asarray=asarray,
         _to_numpy=lambda x: x.detach().cpu().numpy(),
         _synchronize=synchronize,
@@ -392,6 +423,10 @@ def _cupy_backend(device: str | None) -> Backend:
         with dev:
             return cupy.array(host, copy=True)
 
+    def free_device_memory() -> int:
+        with dev:
+            return int(cupy.cuda.runtime.memGetInfo()[0])
+
     def no_state(g: Any, *state: Any) -> Any:
         raise BackendError(
             "CuPy's RandomState cannot report or restore its state; reseed a new generator "
@@ -403,6 +438,9 @@ def _cupy_backend(device: str | None) -> Backend:
         xp=xp,
         device=dev,
         library=cupy,
+        kernels="cuda",
+        pinned_streaming=True,
+        _free_device_memory=free_device_memory,
         _make_generator=make_generator,
         _permutation=permutation,
         _uniform=uniform,

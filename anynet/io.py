@@ -875,7 +875,7 @@ class Checkpoint(NamedTuple):
     #: Optimizer steps taken.
     step: int
     #: :meth:`anynet.backends.Generator.get_state` output, ready for ``set_state`` (PyTorch's
-    #: state comes back as a CPU uint8 tensor, NumPy's as its dict); None if none was saved.
+    #: state comes back as a NumPy uint8 array, NumPy's as its dict); None if none was saved.
     rng_state: Any
     #: Loss and metric history: name -> list of floats.
     history: dict[str, list[float]]
@@ -982,9 +982,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
     if not isinstance(params, dict) or not all(_is_array(p) for p in params.values()):
         raise r.fail("its parameters are not a mapping of names to arrays")
     opt_state = dec.decode(meta["opt_state"], on_device)
-    # PyTorch's Generator.set_state takes a CPU uint8 tensor, whatever the generator's device.
-    rng_array = be.library.from_numpy if be.name == "torch" else (lambda host: host)
-    rng_state = dec.decode(meta["rng_state"], rng_array)
+    # Host arrays: Generator.set_state takes them on every backend.
+    rng_state = dec.decode(meta["rng_state"], lambda host: host)
     history = dec.decode(meta["history"], lambda host: host)
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise r.fail("its history is not a mapping of names to lists")

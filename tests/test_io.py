@@ -297,7 +297,7 @@ def test_checkpoint_keeps_structure_and_numbers_exactly(tmp_path):
     assert restored.random_raw() == np.random.MT19937(5).random_raw()
 
 
-def test_torch_generator_state_comes_back_as_a_cpu_tensor(tmp_path):
+def test_torch_generator_state_round_trips_through_a_file(tmp_path):
     pytest.importorskip("torch")
     be = anynet.get_backend("torch")
     rng = be.generator(1)
@@ -305,7 +305,7 @@ def test_torch_generator_state_comes_back_as_a_cpu_tensor(tmp_path):
         tmp_path / "c", params={}, opt_state=(), epoch=0, step=0, rng_state=rng.get_state()
     )
     state = io.load_checkpoint(path, backend=be).rng_state
-    assert state.device.type == "cpu" and str(state.dtype) == "torch.uint8"
+    assert state.dtype == np.uint8  # a host array: the backend's set_state takes it
     expected = rng.uniform((4,))
     rng.set_state(state)
     assert be.to_numpy(rng.uniform((4,))).tolist() == be.to_numpy(expected).tolist()

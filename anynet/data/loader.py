@@ -107,14 +107,8 @@ class Standardizer:
 
 def _default_budget(be: Backend) -> int | None:
     """Half the free memory of a GPU; no limit on the CPU (host memory is the data's home)."""
-    if be.name == "cupy":
-        with be.device:
-            free, _ = be.library.cuda.runtime.memGetInfo()
-        return int(free) // 2
-    if be.name == "torch" and be.device.type == "cuda":
-        free, _ = be.library.cuda.mem_get_info(be.device)
-        return int(free) // 2
-    return None
+    free = be.free_device_memory()
+    return None if free is None else free // 2
 
 
 def _check_flag(name: str, value: Any) -> bool:
@@ -438,12 +432,12 @@ class DataLoader:
 
     def _check_pin_memory(self, pin_memory: Any) -> bool:
         if pin_memory is None:
-            return self.streaming and self.backend.name == "cupy"
+            return self.streaming and self.backend.pinned_streaming
         pin = _check_flag("pin_memory", pin_memory)
-        if pin and self.backend.name != "cupy":
+        if pin and not self.backend.pinned_streaming:
             raise ValueError(
                 f"pin_memory=True needs the 'cupy' backend; this loader runs on "
-                f"{self.backend.name!r}. Leave pin_memory=None."
+                f"{self.backend.spec!r}. Leave pin_memory=None."
             )
         return pin and self.streaming
 
