@@ -41,12 +41,13 @@ BACKEND_NAMES = ("numpy", "array_api_strict", "torch", "cupy")
 
 ENV_VAR = "ANYNET_BACKEND"
 
-# What to pip-install for each library, named in every "not installed" error.
+# What to pip-install for each library, named in every "not installed" error. The distribution
+# is anynet-nn: PyPI's `anynet` is an unrelated library, which `pip install 'anynet[...]'` installs.
 _INSTALL_HINT = {
     "numpy": "pip install numpy",
-    "array_api_strict": "pip install 'anynet[strict]'",
-    "torch": "pip install 'anynet[torch]'",
-    "cupy": "pip install 'anynet[cuda12]' (CUDA 12) or 'anynet[cuda13]' (CUDA 13)",
+    "array_api_strict": "pip install 'anynet-nn[strict]'",
+    "torch": "pip install 'anynet-nn[torch]'",
+    "cupy": "pip install 'anynet-nn[cuda12]' (CUDA 12) or 'anynet-nn[cuda13]' (CUDA 13)",
 }
 
 _NAME_HELP = (

@@ -1,6 +1,6 @@
 """Pictures of a classifier: learning curves, prediction grids, probabilities, confusion, t-SNE.
 
-Plotting is optional: matplotlib comes with ``pip install 'anynet[plot]'`` and is imported
+Plotting is optional: matplotlib comes with ``pip install 'anynet-nn[plot]'`` and is imported
 only when a function here is called. Every function builds a :class:`matplotlib.figure.Figure`
 directly, without pyplot, so nothing needs a display, no global figure state is left behind
 and nothing has to be closed; it returns the figure and, given ``path``, also saves it
@@ -46,7 +46,7 @@ def _figure(**kwargs: Any) -> Figure:
         from matplotlib.figure import Figure
     except ImportError:
         raise ModuleNotFoundError(
-            "plotting needs matplotlib: pip install 'anynet[plot]'", name="matplotlib"
+            "plotting needs matplotlib: pip install 'anynet-nn[plot]'", name="matplotlib"
         ) from None
     return Figure(layout="constrained", **kwargs)
 

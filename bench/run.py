@@ -92,7 +92,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    for dist in ("anynet", "numpy", "scikit-learn", "torch", "cupy-cuda12x", "cupy-cuda13x"):
+    for dist in ("anynet-nn", "numpy", "scikit-learn", "torch", "cupy-cuda12x", "cupy-cuda13x"):
         try:
             info[dist] = version(dist)
         except PackageNotFoundError:

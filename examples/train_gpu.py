@@ -1,7 +1,7 @@
 """Train on a CUDA GPU with CuPy: the data set is copied to the device once, and every batch is
 shuffled, gathered and normalized there.
 
-    pip install 'anynet[cuda12]'      # or 'anynet[cuda13]'
+    pip install '.[cuda12]'           # from a checkout; or '.[cuda13]'
     python examples/train_gpu.py      # add --device 1 for the second GPU
 
 On a machine without a GPU it says so and exits with status 2.

@@ -46,7 +46,7 @@ def test_a_backend_passes_through():
 
 def test_missing_library_names_the_pip_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail here
-    with pytest.raises(BackendUnavailableError, match=r"anynet\[cuda12\]") as info:
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'anynet-nn\[cuda12\]'") as info:
         anynet.get_backend("cupy")
     assert "not installed" in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__

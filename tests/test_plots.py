@@ -327,7 +327,7 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
     for module in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(
-        ModuleNotFoundError, match=r"plotting needs matplotlib: pip install 'anynet\[plot\]'"
+        ModuleNotFoundError, match=r"plotting needs matplotlib: pip install 'anynet-nn\[plot\]'"
     ) as info:
         plots.plot_learning_curves(HISTORY)
     assert info.value.__cause__ is None and info.value.__suppress_context__
