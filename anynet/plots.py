@@ -451,7 +451,7 @@ def plot_tsne(
 ) -> Figure:
     """A 2-D t-SNE map of the data, one colour per class.
 
-    Needs scikit-learn (``pip install 'anynet[sklearn]'``). A random subset of ``n_samples``
+    Needs scikit-learn (``pip install scikit-learn``). A random subset of ``n_samples``
     points, drawn from ``random_state``, is first reduced to 50 dimensions with PCA (the usual
     step before t-SNE: it removes noise and makes the neighbour search fast), then embedded.
     The defaults take some seconds; t-SNE's cost grows faster than linearly in ``n_samples``.
@@ -505,7 +505,7 @@ def plot_tsne(
         from sklearn.manifold import TSNE
     except ImportError:
         raise ModuleNotFoundError(
-            "plot_tsne needs scikit-learn: pip install 'anynet[sklearn]'", name="sklearn"
+            "plot_tsne needs scikit-learn: pip install scikit-learn", name="sklearn"
         ) from None
 
     rng = np.random.default_rng(random_state)

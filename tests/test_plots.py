@@ -336,7 +336,9 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
 def test_missing_sklearn_is_a_clear_error(monkeypatch, clusters):
     for module in ("sklearn", "sklearn.decomposition", "sklearn.manifold"):
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install 'anynet\[sklearn\]'"):
+    with pytest.raises(
+        ModuleNotFoundError, match="plot_tsne needs scikit-learn: pip install scikit-learn"
+    ):
         plots.plot_tsne(*clusters, NAMES, n_samples=20)
 
 
