@@ -1,4 +1,5 @@
-"""Model and checkpoint files: round trips on every backend, every kind of damage, atomicity."""
+"""The file container: every allowed dtype round trips; every kind of damage, foreign file and
+hostile header is refused with one ModelFileError naming the file; writes are atomic."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -18,10 +18,7 @@ from hypothesis import strategies as st
 import anynet
 from anynet import io, nn
 from anynet.errors import ModelFileError
-from anynet.nn import optim
-
-PRESENT = [b for b in ("numpy", "array_api_strict", "torch") if b in anynet.available_backends()]
-SPECS = {"array_api_strict": "array_api_strict:device1"}
+from anynet.io import container
 
 
 def make_model() -> nn.Sequential:
@@ -32,10 +29,6 @@ def make_model() -> nn.Sequential:
         nn.Dense(7, 3, init="he_normal"),
         nn.LogSoftmax(),
     )
-
-
-def host(params, be) -> dict[str, np.ndarray]:
-    return {k: be.to_numpy(v) for k, v in params.items()}
 
 
 def assert_same_arrays(actual: dict, desired: dict) -> None:
@@ -56,17 +49,6 @@ def saved(tmp_path) -> tuple[Path, nn.Sequential, dict[str, np.ndarray]]:
     return path, model, params
 
 
-def network_file(path, architecture, arrays, *, names=None, metadata=None):
-    """Write a network file by hand, digest and all: what someone with write access could do."""
-    meta = {
-        "kind": "network",
-        "architecture": architecture,
-        "params": sorted(arrays) if names is None else names,
-        "metadata": {"$dict": metadata or {}},
-    }
-    return io.write_arrays(path, arrays, meta)
-
-
 def raw_file(header: dict, data: bytes) -> bytes:
     """safetensors bytes with any header at all, valid or not."""
     text = json.dumps(header).encode()
@@ -77,65 +59,12 @@ def anynet_header(tensors: dict, metadata_json: str, data_views: dict) -> dict:
     """A header with anynet's metadata and a correct digest over the given tensors."""
     meta = {"format": "anynet", "format_version": "1", "anynet": metadata_json}
     digest_input = [(n, t["dtype"], t["shape"], data_views[n]) for n, t in tensors.items()]
-    meta["sha256"] = io._digest(meta, digest_input)
+    meta["sha256"] = container._digest(meta, digest_input)
     return {"__metadata__": meta, **tensors}
 
 
 # --------------------------------------------------------------------------------------------
-# Round trips
-
-
-def test_network_round_trip_on_each_backend(backend, tmp_path):
-    model = make_model()
-    params = model.init_params(rng=backend.host_generator(1), backend=backend, dtype="float64")
-    user = {
-        "classes": np.array([3, 5, 9]),
-        "lr": 1e-3,
-        "diverged_at": float("nan"),
-        "sizes": (5, 7, 3),
-        "nested": {"name": "fashion", "flags": [True, None, -0.0, 10**30]},
-    }
-    path = io.save_network(tmp_path / "m.safetensors", model, params, metadata=user)
-
-    loaded_model, loaded, meta = io.load_network(path, backend=backend)
-    assert loaded_model == model
-    assert all(type(p) is type(params["0.W"]) for p in loaded.values())
-    assert_same_arrays(host(loaded, backend), host(params, backend))
-    np.testing.assert_array_equal(meta["classes"], user["classes"])
-    assert meta["lr"] == 1e-3 and np.isnan(meta["diverged_at"])
-    assert meta["sizes"] == (5, 7, 3) and isinstance(meta["sizes"], tuple)
-    assert meta["nested"] == user["nested"]
-    assert str(meta["nested"]["flags"][2]) == "-0.0"
-    X = backend.asarray(np.random.default_rng(0).normal(size=(4, 5)), dtype="float64")
-    np.testing.assert_array_equal(
-        backend.to_numpy(loaded_model(loaded, X)), backend.to_numpy(model(params, X))
-    )
-
-
-@pytest.mark.parametrize("source", PRESENT)
-def test_network_saved_on_one_backend_loads_on_another(source, backend, tmp_path):
-    src = anynet.get_backend(SPECS.get(source, source))
-    model = make_model()
-    params = model.init_params(rng=src.host_generator(2), backend=src)
-    path = io.save_network(tmp_path / "m.safetensors", model, params)
-    _, loaded, _ = io.load_network(path, backend=backend)
-    assert_same_arrays(host(loaded, backend), host(params, src))
-
-
-def test_load_casts_to_the_dtype_asked_for(saved):
-    path, _, params = saved
-    _, loaded, meta = io.load_network(path, backend="numpy", dtype="float64")
-    assert meta == {"seed": 0}
-    assert all(p.dtype == np.float64 for p in loaded.values())
-    np.testing.assert_array_equal(loaded["0.W"], params["0.W"].astype(np.float64))
-
-
-def test_a_single_layer_is_a_network_too(tmp_path):
-    be = anynet.get_backend("numpy")
-    model = nn.Dense(3, 2, bias=False)
-    params = model.init_params(rng=be.host_generator(0), backend=be)
-    model2, params2, _ = io.load_network(io.save_network(tmp_path / "d", model, params))
-    assert model2 == model and list(params2) == ["W"]
+# Arrays: round trips, and what a file cannot hold
 
 
 def test_arrays_round_trip_every_allowed_dtype(tmp_path):
@@ -190,209 +119,6 @@ def test_write_arrays_refuses_what_it_cannot_store(tmp_path, arrays, metadata, m
     with pytest.raises(ValueError, match=match):
         io.write_arrays(tmp_path / "a", arrays, metadata)
     assert list(tmp_path.iterdir()) == []
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints and resuming
-
-
-def run(model, opt, params, state, rng, batches, steps):
-    for X, y in batches[:steps]:
-        params, state, _ = nn.train_step(model, opt, params, state, X, y, rng=rng, l2=1e-3)
-    return params, state
-
-
-def batches_for(be, n=6):
-    data = np.random.default_rng(5)
-    return [
-        (
-            be.asarray(data.normal(size=(8, 5)), dtype="float32"),
-            be.asarray(data.integers(0, 3, size=8), dtype="int64"),
-        )
-        for _ in range(n)
-    ]
-
-
-@pytest.mark.parametrize(
-    "make_opt", [lambda: nn.adam(1e-2), lambda: nn.sgd(0.1, momentum=0.9, nesterov=True)]
-)
-def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(backend, tmp_path, make_opt):
-    model = nn.Sequential(nn.Dense(5, 7), nn.ReLU(), nn.Dropout(0.3), nn.Dense(7, 3))
-    opt = make_opt()
-    batches = batches_for(backend)
-    params0 = model.init_params(rng=backend.host_generator(3), backend=backend)
-
-    rng = backend.generator(11)
-    straight, straight_state = run(model, opt, params0, opt.init(params0), rng, batches, 6)
-
-    rng = backend.generator(11)
-    params, state = run(model, opt, params0, opt.init(params0), rng, batches, 3)
-    path = tmp_path / "ckpt.safetensors"
-    io.save_checkpoint(
-        path,
-        params=params,
-        opt_state=state,
-        epoch=1,
-        step=3,
-        rng_state=rng.get_state(),
-        history={"loss": [1.5, 1.25, np.float32(1.0)]},
-    )
-    del params, state, rng  # the run is killed here
-
-    ckpt = io.load_checkpoint(path, backend=backend)
-    assert (ckpt.epoch, ckpt.step) == (1, 3)
-    assert ckpt.history == {"loss": [1.5, 1.25, 1.0]}
-    assert ckpt.extra is None
-    rng = backend.generator(999)
-    rng.set_state(ckpt.rng_state)
-    resumed, resumed_state = run(model, opt, ckpt.params, ckpt.opt_state, rng, batches[3:], 3)
-
-    assert_same_arrays(host(resumed, backend), host(straight, backend))
-    assert type(resumed_state) is type(straight_state)
-    for a, b in zip(resumed_state, straight_state, strict=True):
-        assert type(a) is type(b)
-        for field_a, field_b in zip(a, b, strict=True):
-            if isinstance(field_b, dict):
-                assert_same_arrays(host(field_a, backend), host(field_b, backend))
-            else:
-                assert field_a == field_b
-
-
-def test_checkpoint_keeps_structure_and_numbers_exactly(tmp_path):
-    be = anynet.get_backend("numpy")
-    params = {"0.W": np.ones((2, 2), dtype=np.float32)}
-    state = optim.chain(
-        optim.add_decayed_weights(0.1),
-        optim.trace(0.9),
-        optim.scale_by_adam(),
-        optim.scale_by_learning_rate(0.1),
-    ).init(params)
-    rng = be.generator(2**80 + 7)
-    rng.uniform((3,))
-    mt = np.random.MT19937(5).state  # a uint32 array inside the state
-    history = {"loss": [float("inf"), float("nan"), 0.1 + 0.2], "acc": []}
-    extra = {"mt": mt, "pair": (1, [2.5, "x"]), "big": 3**100}
-    path = io.save_checkpoint(
-        tmp_path / "c",
-        params=params,
-        opt_state=state,
-        epoch=np.int64(4),
-        step=40,
-        rng_state=rng.get_state(),
-        history=history,
-        extra=extra,
-    )
-    ckpt = io.load_checkpoint(path, backend="numpy")
-    assert ckpt.rng_state == rng.get_state()  # PCG64's 128-bit ints, exactly
-    assert type(ckpt.opt_state) is tuple
-    assert [type(s) for s in ckpt.opt_state] == [type(s) for s in state]
-    assert ckpt.opt_state[2].count == 0
-    assert ckpt.history["loss"][0] == float("inf") and np.isnan(ckpt.history["loss"][1])
-    assert ckpt.history["loss"][2] == 0.1 + 0.2 and ckpt.history["acc"] == []
-    assert ckpt.extra["pair"] == (1, [2.5, "x"]) and ckpt.extra["big"] == 3**100
-    np.testing.assert_array_equal(ckpt.extra["mt"]["state"]["key"], mt["state"]["key"])
-    assert ckpt.extra["mt"]["state"]["key"].dtype == np.uint32
-    restored = np.random.MT19937()
-    restored.state = ckpt.extra["mt"]
-    assert restored.random_raw() == np.random.MT19937(5).random_raw()
-
-
-def test_torch_generator_state_round_trips_through_a_file(tmp_path):
-    pytest.importorskip("torch")
-    be = anynet.get_backend("torch")
-    rng = be.generator(1)
-    path = io.save_checkpoint(
-        tmp_path / "c", params={}, opt_state=(), epoch=0, step=0, rng_state=rng.get_state()
-    )
-    state = io.load_checkpoint(path, backend=be).rng_state
-    assert state.dtype == np.uint8  # a host array: the backend's set_state takes it
-    expected = rng.uniform((4,))
-    rng.set_state(state)
-    assert be.to_numpy(rng.uniform((4,))).tolist() == be.to_numpy(expected).tolist()
-
-
-def test_every_optimizer_state_class_is_allowed():
-    names = {n for n in optim.__all__ if n.endswith("State")}
-    assert names == set(io.STATE_CLASSES)
-    assert all(getattr(optim, n) is io.STATE_CLASSES[n] for n in names)
-
-
-class ForeignState(NamedTuple):
-    count: int
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"opt_state": (ForeignState(1),)}, "ForeignState"),
-        ({"opt_state": {1: np.zeros(1)}}, "non-string key"),
-        ({"opt_state": {1, 2}}, "set"),
-        ({"epoch": -1}, "epoch"),
-        ({"step": 1.5}, "step"),
-        ({"extra": {"a/b": np.zeros(1), "a": {"b": np.ones(1)}}}, "same name"),
-    ],
-)
-def test_save_checkpoint_refuses_what_a_file_cannot_hold(tmp_path, kwargs, match):
-    args = {"params": {}, "opt_state": (), "epoch": 0, "step": 0, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        io.save_checkpoint(tmp_path / "c", **args)
-
-
-def checkpoint_file(path, opt_state_node, arrays=None, **overrides):
-    meta = {
-        "kind": "checkpoint",
-        "epoch": 0,
-        "step": 0,
-        "params": {"$dict": {}},
-        "opt_state": opt_state_node,
-        "rng_state": None,
-        "history": {"$dict": {}},
-        "extra": None,
-        **overrides,
-    }
-    return io.write_arrays(path, arrays or {}, meta)
-
-
-@pytest.mark.parametrize(
-    ("node", "arrays", "overrides", "match"),
-    [
-        ({"$state": ["os.system", {}]}, {}, {}, "not one of anynet's"),
-        ({"$state": ["GradientTransformation", {}]}, {}, {}, "not one of anynet's"),
-        ({"$state": ["AdamState", {"count": 0}]}, {}, {}, "wrong fields for AdamState"),
-        ({"$state": ["AdamState", {"count": -1, "mu": None, "nu": None}]}, {}, {}, "count"),
-        ({"$state": ["TraceState", {"trace": [1]}]}, {}, {}, r"TraceState.trace is \[1\]"),
-        ({"$float": []}, {}, {}, "unknown value"),
-        ({"$float": "NaN"}, {}, {}, "unknown value"),
-        ({"$eval": "1+1"}, {}, {}, "unknown value"),
-        ({"$tuple": [], "$dict": {}}, {}, {}, "unknown value"),
-        ({"$array": "nope"}, {}, {}, "does not hold"),
-        ({"$tuple": [{"$array": "a"}, {"$array": "a"}]}, {"a": np.zeros(1)}, {}, "twice"),
-        ({"$tuple": []}, {"stray": np.zeros(1)}, {}, "does not account for"),
-        ({"$tuple": []}, {}, {"epoch": -3}, "epoch"),
-        ({"$tuple": []}, {}, {"step": True}, "step"),
-        ({"$tuple": []}, {}, {"params": [1]}, "parameters are not"),
-        ({"$tuple": []}, {}, {"history": [1]}, "history"),
-        ({"$tuple": []}, {}, {"kind": "network"}, "not a checkpoint file"),
-    ],
-)
-def test_load_checkpoint_refuses_bad_structures(tmp_path, node, arrays, overrides, match):
-    path = checkpoint_file(tmp_path / "c", node, arrays, **overrides)
-    with pytest.raises(ModelFileError, match=match):
-        io.load_checkpoint(path, backend="numpy")
-
-
-def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path):
-    node = None
-    for _ in range(200):
-        node = {"$tuple": [node]}
-    path = checkpoint_file(tmp_path / "c", node)
-    with pytest.raises(ModelFileError, match="nested"):
-        io.load_checkpoint(path)
-    deep: list = []
-    for _ in range(200):
-        deep = [deep]
-    with pytest.raises(ValueError, match="nested"):
-        io.save_checkpoint(tmp_path / "d", params={}, opt_state=(), epoch=0, step=0, extra=deep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,100 +248,6 @@ def test_appended_bytes_are_caught(saved):
     check_refused(path, "5 unexpected bytes after its last tensor")
 
 
-def test_checkpoint_given_to_load_network(tmp_path):
-    path = io.save_checkpoint(tmp_path / "c", params={}, opt_state=(), epoch=0, step=0)
-    err = check_refused(path, "not a network file")
-    assert "load_checkpoint" in str(err)
-    saved = io.save_network(tmp_path / "n", nn.ReLU(), {})
-    check_refused(saved, "not a checkpoint file", io.load_checkpoint)
-
-
-GOOD_DENSE = ["Dense", {"n_in": 2, "n_out": 1}]
-W = {"0.W": np.zeros((2, 1), dtype=np.float32), "0.b": np.zeros(1, dtype=np.float32)}
-
-
-@pytest.mark.parametrize(
-    ("architecture", "match"),
-    [
-        ({"class": "os.system", "config": {}}, "'os.system', which is not one of anynet's"),
-        (
-            {"class": "Sequential", "config": {"layers": [GOOD_DENSE, ["builtins.eval", {}]]}},
-            "'builtins.eval'",
-        ),
-        ({"class": "_Activation", "config": {}}, "'_Activation'"),
-        ({"class": "Layer", "config": {}}, "'Layer'"),
-        ({"class": "__class__", "config": {}}, "'__class__'"),
-        ({"class": ["Dense"], "config": {}}, "not one of anynet's"),
-        ({"class": "Sequential", "config": {"layers": [GOOD_DENSE], "x": 1}}, "not {'layers'"),
-        ({"class": "Sequential", "config": {"layers": [["Dense"]]}}, "not \\[name, config\\]"),
-        ({"class": "Dense", "config": ["n_in", 2]}, "not a JSON object"),
-        (
-            {"class": "Sequential", "config": {"layers": [["Dense", {"n_in": -2, "n_out": 1}]]}},
-            "n_in",
-        ),
-        ({"class": "Sequential", "config": {"layers": [["Dense", {"oops": 1}]]}}, "invalid"),
-        (
-            {
-                "class": "Sequential",
-                "config": {"layers": [["Dense", {**GOOD_DENSE[1], "init": "os.system"}]]},
-            },
-            "init",
-        ),
-        ({"klass": "Dense", "config": {}}, "architecture entry"),
-    ],
-)
-def test_architectures_naming_anything_but_anynet_layers_are_refused(tmp_path, architecture, match):
-    path = network_file(tmp_path / "m", architecture, W)
-    check_refused(path, match)
-
-
-def test_user_defined_layers_are_neither_saved_nor_loaded(tmp_path):
-    class HomeMadeLayer(nn.Layer):
-        """A user's own layer: it works in code, but a file must not be able to name it."""
-
-    assert "HomeMadeLayer" not in nn.LAYERS
-    with pytest.raises(ValueError, match="HomeMadeLayer"):
-        io.save_network(tmp_path / "m", nn.Sequential(HomeMadeLayer()), {})
-    path = network_file(tmp_path / "m", {"class": "HomeMadeLayer", "config": {}}, {})
-    check_refused(path, "HomeMadeLayer")
-    assert list(tmp_path.iterdir()) == [path]
-
-
-SEQ = {"class": "Sequential", "config": {"layers": [GOOD_DENSE]}}
-
-
-@pytest.mark.parametrize(
-    ("arrays", "names", "match"),
-    [
-        (
-            {"0.W": W["0.W"]},
-            None,
-            r"parameters \['0.b'\], which the architecture needs, are missing",
-        ),
-        ({**W, "1.W": W["0.W"]}, None, r"holds parameters \['1.W'\], which the architecture"),
-        ({**W, "0.W": np.zeros((1, 2), np.float32)}, None, r"'0.W' has shape \(1, 2\) in the file"),
-        ({**W, "0.b": np.zeros(1, np.int64)}, None, "not a floating dtype"),
-        ({"0.W": W["0.W"]}, ["0.W", "0.b"], "no such tensor"),
-        (W, ["0.W"], r"does not account for: \['0.b'\]"),
-        (W, "0.W", "not a list of names"),
-    ],
-)
-def test_parameters_that_do_not_fit_the_architecture(tmp_path, arrays, names, match):
-    path = network_file(tmp_path / "m", SEQ, arrays, names=names)
-    check_refused(path, match)
-
-
-def test_save_network_refuses_parameters_that_do_not_fit(tmp_path):
-    model = nn.Dense(2, 1)
-    with pytest.raises(ValueError, match="missing"):
-        io.save_network(tmp_path / "m", model, {"W": W["0.W"]})
-    with pytest.raises(ValueError, match="not one of the model's"):
-        io.save_network(tmp_path / "m", model, {**W})
-    with pytest.raises(ValueError, match="shape"):
-        io.save_network(tmp_path / "m", model, {"W": np.zeros((1, 2)), "b": np.zeros(1)})
-    assert list(tmp_path.iterdir()) == []
-
-
 def write_raw(tmp_path, header, data=b""):
     path = tmp_path / "raw.safetensors"
     path.write_bytes(raw_file(header, data))
@@ -722,7 +354,8 @@ def test_a_crash_mid_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatc
             self.f.write(data[: len(data) // 2])
             raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(io, "open", HalfFile, raising=False)
+    # Only the container's writes: it looks `open` up in its own module before the builtins.
+    monkeypatch.setattr(container, "open", HalfFile, raising=False)
     with pytest.raises(OSError, match="Input/output error"):
         io.save_checkpoint(path, params={}, opt_state=(), epoch=2, step=20)
     monkeypatch.undo()
