@@ -384,7 +384,7 @@ def _check_format(errors: FileErrors, meta: Mapping[str, str]) -> None:
         raise errors.fail(
             f"was written by a newer anynet (file format version {int(version)}; this anynet "
             f"reads up to version {FORMAT_VERSION})",
-            "upgrade anynet (pip install -U anynet) to load it",
+            "upgrade anynet (pip install -U anynet-nn) to load it",
         )
     if int(version) < 1:
         raise errors.fail(f"has an invalid format version {version!r}")
