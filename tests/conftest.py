@@ -6,7 +6,11 @@ without a GPU) gives one skip with the one-line reason, never an error.
 
 Tests that do not take ``backend`` (file formats, the CLI, plots, scikit-learn's checks) do not
 depend on the backend under test: they run once, when numpy is among the selected backends,
-unless marked ``every_session`` (tests that compare the backends installed in a session).
+unless marked ``every_session`` (tests that compare the backends installed in a session), or
+``needs_backend(NAME)``: those need NAME's library (a PyTorch generator's state in a file) and
+run when NAME is selected instead, so in NAME's nox session, where that library is installed;
+the numpy session installs neither PyTorch nor array-api-strict, and a test that skipped there
+for want of them would run nowhere.
 
 array-api-strict runs on its non-default ``device1``, so an allocation that forgets
 ``device=`` fails loudly, and with the strict flags on: no boolean indexing and no
@@ -54,6 +58,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "every_session: run in every backend session, not only the numpy one"
     )
+    config.addinivalue_line(
+        "markers",
+        "needs_backend(name): backend-independent, but needs that backend's library: "
+        "runs in its session instead of the numpy one",
+    )
     try:
         import array_api_strict
     except ImportError:
@@ -77,10 +86,13 @@ def backend(request) -> anynet.Backend:
 
 
 def pytest_collection_modifyitems(config, items):
-    if "numpy" in selected_backends(config):
-        return
-    once = pytest.mark.skip(reason="backend-independent: runs in the numpy session")
+    selected = selected_backends(config)
     for item in items:
         uses_backend = "backend" in getattr(item, "fixturenames", ())
-        if not uses_backend and item.get_closest_marker("every_session") is None:
-            item.add_marker(once)
+        if uses_backend or item.get_closest_marker("every_session") is not None:
+            continue
+        needs = item.get_closest_marker("needs_backend")
+        home = needs.args[0] if needs else "numpy"
+        if home not in selected:
+            reason = f"backend-independent: runs in the {home} session"
+            item.add_marker(pytest.mark.skip(reason=reason))
