@@ -1,6 +1,7 @@
 """Test sessions, one per backend, and lint.
 
-    nox                        # what CI runs: lint, numpy, array_api_strict, torch, cupy
+    nox                        # what CI runs: lint, numpy, numpy_no_numba, array_api_strict,
+                               # torch, cupy
     nox -s torch               # one backend
     nox --no-venv -s cupy      # on a machine that already has the packages and no index
     nox -s bench               # anynet against PyTorch and scikit-learn (not part of `nox`)
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "numpy", "array_api_strict", "torch", "cupy"]
+nox.options.sessions = ["lint", "numpy", "numpy_no_numba", "array_api_strict", "torch", "cupy"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
 
@@ -56,6 +57,19 @@ def lint(session: nox.Session) -> None:
 def numpy(session: nox.Session) -> None:
     """The suite on NumPy (the default backend)."""
     install(session, "-e", ".[test]")
+    pytest(session, "numpy")
+
+
+@nox.session
+def numpy_no_numba(session: nox.Session) -> None:
+    """The suite on NumPy with numba uninstalled, as on a platform numba does not support: the
+    code that runs without numba (the fast path's NumPy-only kernels, imports that find no
+    numba) tested as it is installed there, not only switched on with ANYNET_NUMBA=0."""
+    if session.venv_backend == "none":
+        # It would uninstall numba from the environment that runs nox.
+        session.skip("--no-venv: this session uninstalls numba, so it needs a venv of its own")
+    install(session, "-e", ".[test]")
+    session.run("python", "-m", "pip", "uninstall", "-y", "numba", "llvmlite")
     pytest(session, "numpy")
 
 
