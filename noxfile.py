@@ -38,11 +38,11 @@ def install(session: nox.Session, *args: str) -> None:
     session.install(*args)
 
 
-def pytest(session: nox.Session, backend: str, **env: str) -> None:
+def pytest(session: nox.Session, backend: str, *args: str, **env: str) -> None:
     # SCIPY_ARRAY_API lets scikit-learn's array-API estimator check run (it must be set before
     # scikit-learn is imported, hence here rather than in the tests).
     env = {"SCIPY_ARRAY_API": "1", **env}
-    session.run("python", "-m", "pytest", f"--backend={backend}", *session.posargs, env=env)
+    session.run("python", "-m", "pytest", f"--backend={backend}", *args, *session.posargs, env=env)
 
 
 @nox.session
@@ -55,9 +55,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def numpy(session: nox.Session) -> None:
-    """The suite on NumPy (the default backend)."""
+    """The suite on NumPy (the default backend), and every docstring example in anynet."""
     install(session, "-e", ".[test]")
-    pytest(session, "numpy")
+    pytest(session, "numpy", "--doctest-modules")
 
 
 @nox.session
