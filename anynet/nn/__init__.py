@@ -7,6 +7,7 @@ namespace ``xp`` is taken from them or passed down.
 
 from anynet.nn import functional, init, losses, optim, penalties
 from anynet.nn.layers import (
+    ACTIVATIONS,
     LAYERS,
     Dense,
     Dropout,
@@ -30,13 +31,15 @@ from anynet.nn.losses import (
 from anynet.nn.optim import adam, adamw, apply_updates, sgd
 from anynet.nn.params import ParamLayout
 from anynet.nn.penalties import l1_penalty, l2_penalty
-from anynet.nn.step import loss_and_grads, train_step
+from anynet.nn.step import GenericStep, Step, loss_and_grads, train_step
 
 __all__ = [
+    "ACTIVATIONS",
     "LAYERS",
     "Dense",
     "Dropout",
     "Flatten",
+    "GenericStep",
     "Layer",
     "LeakyReLU",
     "LogSoftmax",
@@ -45,6 +48,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Step",
     "Tanh",
     "adam",
     "adamw",

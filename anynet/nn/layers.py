@@ -22,6 +22,7 @@ from anynet.nn import functional as F
 from anynet.nn.init import get_initializer
 
 __all__ = [
+    "ACTIVATIONS",
     "LAYERS",
     "Dense",
     "Dropout",
@@ -44,6 +45,9 @@ Backprop = Callable[[Array], tuple[Array | None, Grads]]
 
 #: Layer classes by the name a model file stores; nothing else is ever built from a file.
 LAYERS: dict[str, type[Layer]] = {}
+#: Hidden-layer activation classes by the name the estimator and the command take
+#: (``'relu'``, ``'tanh'``, ...), each registered by its class's ``key``.
+ACTIVATIONS: dict[str, type[Layer]] = {}
 
 
 class Layer:
@@ -207,22 +211,42 @@ class Dense(Layer):
 
 
 class _Activation(Layer):
-    """An element-wise function whose derivative is written from its output."""
+    """An element-wise function and its derivative.
+
+    ``derivative_from`` says what the derivative is written from: the layer's ``'output'``
+    (sigmoid, tanh, ReLU: what a layer keeps anyway, and what lets a fused step work in place)
+    or its ``'input'`` (where the output does not determine the slope, as for SiLU). Forward
+    keeps that array alone for backprop.
+    """
+
+    #: ``'output'`` or ``'input'``: the array ``_df`` receives as ``saved``.
+    derivative_from: ClassVar[str] = "output"
+    #: The name ``NNClassifier(activation=...)`` and ``anynet train --activation`` give a
+    #: hidden-layer activation; ``None`` for output layers (softmax).
+    key: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.key is not None and cls.__module__.startswith("anynet."):
+            ACTIVATIONS[cls.key] = cls
 
     def _f(self, X, xp):
         raise NotImplementedError
 
-    def _df(self, dY, Y, xp):
+    def _df(self, dY, saved, xp):
         raise NotImplementedError
 
     def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True):
         xp = array_namespace(X) if xp is None else xp
         Y = self._f(X, xp)
-        return Y, lambda dY: (self._df(dY, Y, xp), {})
+        saved = Y if self.derivative_from == "output" else X
+        return Y, lambda dY: (self._df(dY, saved, xp), {})
 
 
 class Sigmoid(_Activation):
     """The logistic function, element-wise."""
+
+    key = "logistic"
 
     def _f(self, X, xp):
         return F.sigmoid(X, xp=xp)
@@ -234,6 +258,8 @@ class Sigmoid(_Activation):
 class Tanh(_Activation):
     """Hyperbolic tangent, element-wise."""
 
+    key = "tanh"
+
     def _f(self, X, xp):
         return F.tanh(X, xp=xp)
 
@@ -244,6 +270,8 @@ class Tanh(_Activation):
 class ReLU(_Activation):
     """``max(x, 0)``, element-wise."""
 
+    key = "relu"
+
     def _f(self, X, xp):
         return F.relu(X, xp=xp)
 
@@ -253,6 +281,8 @@ class ReLU(_Activation):
 
 class LeakyReLU(_Activation):
     """``x`` for ``x > 0``, else ``negative_slope * x``."""
+
+    key = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01):
         negative_slope = float(negative_slope)
@@ -377,6 +407,10 @@ class Sequential(Layer):
     def __getitem__(self, i: int) -> Layer:
         return self.layers[i]
 
+    def param_names(self, i: int) -> dict[str, str]:
+        """Layer ``i``'s own parameter names and their names here: ``{'W': '0.W', ...}``."""
+        return dict(self._keys[i])
+
     def param_shapes(self):
         return {
             flat: shape
@@ -413,6 +447,15 @@ class Sequential(Layer):
             return (dY if input_grad else None), grads
 
         return X, backprop_all
+
+    def __eq__(self, other: object) -> bool:
+        # Layer by layer, types included: a user's subclass named like one of anynet's layers
+        # has the same config, and must not pass for it (a model file would rebuild the wrong
+        # class).
+        return type(self) is type(other) and self.layers == other.layers
+
+    def __hash__(self) -> int:
+        return hash(self.layers)
 
     def __call__(self, params: Params, X: Array, *, xp: Any = None) -> Array:
         """Inference: the output for ``X``, dropout off."""

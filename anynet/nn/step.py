@@ -2,6 +2,13 @@
 
 These functions are the whole of "training" that the engine knows; epochs, batches, progress
 and checkpoints belong to the training loop built on them.
+
+:class:`Step` is the seam between the two: an object that holds the parameters and optimizer
+state and takes a step in two halves, :meth:`~Step.compute_grads` then
+:meth:`~Step.apply_grads`, so that something can stand between them (an all-reduce of the
+gradients over processes). :class:`GenericStep` is the engine's own step, for any backend and
+model; a backend's fused step (:mod:`anynet.fast`) is another, and the training loop takes
+either.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from anynet.nn.losses import LOSSES
 from anynet.nn.optim import GradientTransformation, apply_updates
 from anynet.nn.penalties import l1_penalty, l2_penalty, penalized
 
-__all__ = ["get_loss", "loss_and_grads", "train_step"]
+__all__ = ["GenericStep", "Step", "get_loss", "loss_and_grads", "train_step"]
 
 Array = Any
 Loss = Callable[..., tuple[Array, Array]]
@@ -109,3 +116,150 @@ def train_step(
     value, grads = loss_and_grads(model, params, X, y, **kwargs)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return apply_updates(params, updates), opt_state, value
+
+
+class Step:
+    """A training step over parameters it holds: gradients first, then the update.
+
+    Subclasses hold ``params`` and ``opt_state`` (in the engine's structures: a ``dict`` of
+    arrays by name, the optimizer's NamedTuples) and implement :meth:`compute_grads` and
+    :meth:`apply_grads`; calling the step runs both.
+
+    Attributes
+    ----------
+    name : str
+        Which step this is (``'generic'``, ``'fused cpu + numba'``...): what ran, for the record.
+    model : Layer
+        The network.
+    needs_rng : bool
+        Whether :meth:`compute_grads` draws random numbers (dropout) and so needs ``rng``.
+    """
+
+    name = "step"
+    model: Layer
+    needs_rng: bool = False
+
+    @property
+    def params(self) -> dict[str, Array]:
+        """The parameters, by name."""
+        raise NotImplementedError
+
+    @property
+    def opt_state(self) -> Any:
+        """The optimizer state, in the optimizer's own structure."""
+        raise NotImplementedError
+
+    @property
+    def grads(self) -> dict[str, Array]:
+        """The gradients of the last :meth:`compute_grads`, by parameter name."""
+        raise NotImplementedError
+
+    def compute_grads(
+        self, X: Array, y: Array, *, l1: float = 0.0, l2: float = 0.0, rng: Any = None
+    ) -> Array:
+        """Forward, loss and backprop on one batch; returns the loss (a 0-d device array: read
+        it rarely, every read is a sync) and keeps the gradients for :meth:`apply_grads`."""
+        raise NotImplementedError
+
+    def apply_grads(self) -> None:
+        """One optimizer update with the gradients of the last :meth:`compute_grads`."""
+        raise NotImplementedError
+
+    def __call__(
+        self, X: Array, y: Array, *, l1: float = 0.0, l2: float = 0.0, rng: Any = None
+    ) -> Array:
+        """A whole step on one batch; returns its loss."""
+        loss = self.compute_grads(X, y, l1=l1, l2=l2, rng=rng)
+        self.apply_grads()
+        return loss
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class GenericStep(Step):
+    """The engine's training step: :func:`loss_and_grads` and the optimizer's ``update``,
+    in pure Array API code, on any backend and for any model and loss.
+
+    Parameters
+    ----------
+    model : Layer
+    optimizer : GradientTransformation
+    params : mapping of str to array
+        Where to start.
+    opt_state : optional
+        The optimizer's state; ``optimizer.init(params)`` when omitted.
+    loss : str or callable
+        As for :func:`loss_and_grads`.
+    reduction : {'mean', 'sum'}
+    xp : namespace, optional
+        The arrays' namespace (found from ``params`` when omitted).
+
+    Examples
+    --------
+    >>> import anynet
+    >>> from anynet import nn
+    >>> be = anynet.get_backend("numpy")
+    >>> model = nn.Sequential(nn.Dense(3, 2))
+    >>> params = model.init_params(rng=be.host_generator(0), backend=be)
+    >>> step = nn.GenericStep(model, nn.sgd(0.1), params)
+    >>> X, y = be.asarray([[1.0, 2.0, 3.0]], dtype="float32"), be.asarray([1])
+    >>> bool(step(X, y) > step(X, y))  # the loss falls
+    True
+    """
+
+    name = "generic"
+
+    def __init__(
+        self,
+        model: Layer,
+        optimizer: GradientTransformation,
+        params: Mapping[str, Array],
+        opt_state: Any = None,
+        *,
+        loss: str | Loss = "softmax_cross_entropy",
+        reduction: str = "mean",
+        xp: Any = None,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = get_loss(loss)
+        self.reduction = reduction
+        self._params = dict(params)
+        self._opt_state = optimizer.init(self._params) if opt_state is None else opt_state
+        self.xp = xp if xp is not None else array_namespace(*self._params.values())
+        self._grads: dict[str, Array] = {}
+        layers = getattr(model, "layers", (model,))
+        self.needs_rng = any(getattr(layer, "p", 0.0) > 0.0 for layer in layers)
+
+    @property
+    def params(self) -> dict[str, Array]:
+        return self._params
+
+    @property
+    def opt_state(self) -> Any:
+        return self._opt_state
+
+    @property
+    def grads(self) -> dict[str, Array]:
+        return self._grads
+
+    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
+        loss, self._grads = loss_and_grads(
+            self.model,
+            self._params,
+            X,
+            y,
+            loss=self.loss,
+            l1=l1,
+            l2=l2,
+            reduction=self.reduction,
+            train=True,
+            rng=rng,
+            xp=self.xp,
+        )
+        return loss
+
+    def apply_grads(self) -> None:
+        updates, self._opt_state = self.optimizer.update(self._grads, self._opt_state, self._params)
+        self._params = apply_updates(self._params, updates)
