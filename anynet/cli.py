@@ -19,6 +19,7 @@ from pathlib import Path
 import anynet
 from anynet.backends import backend_status, get_backend
 from anynet.errors import AnynetError
+from anynet.estimator.network import ACTIVATIONS
 
 __all__ = ["main"]
 
@@ -171,11 +172,7 @@ def add_train(subparsers) -> None:
         metavar="SIZES",
         help="hidden layer sizes, comma separated",
     )
-    g.add_argument(
-        "--activation",
-        default="relu",
-        choices=["relu", "tanh", "sigmoid", "logistic", "leaky_relu", "identity"],
-    )
+    g.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS))
     g.add_argument("--output", default="softmax", choices=["softmax", "log_softmax", "sigmoid"])
     g.add_argument(
         "--init",
@@ -268,6 +265,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AnynetError("--resume needs --checkpoint-dir, the folder holding the checkpoint")
     if args.dropout >= 1:
         raise AnynetError(f"--dropout must be below 1; got {args.dropout}")
+    if args.plots is not None:
+        _check_can_plot()  # before the run, not after it
     X, y, X_test, y_test = _load_data(args)
     if args.limit:
         X, y = X[: args.limit], y[: args.limit]
@@ -294,6 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
+        checkpoint_steps=args.checkpoint_steps,
         resume=args.resume,
     )
     print(
@@ -327,6 +327,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         _write_plots(clf, X_test, y_test, args.plots)
         print(f"plots: {args.plots}/")
     return 0
+
+
+def _check_can_plot() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise AnynetError(
+            "--plots needs matplotlib, which is not installed: pip install matplotlib "
+            "(or 'anynet-nn[plot]'), or leave out --plots"
+        ) from None
 
 
 def _describe(clf) -> str:
@@ -382,6 +392,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
     from anynet.datasets import load_fashion_mnist
 
+    if args.plots is not None:
+        _check_can_plot()
     clf = anynet.load(args.model, backend=args.backend)
     X, y = load_fashion_mnist("test", data_dir=args.data_dir, download=not args.no_download)
     pred = clf.predict(X)
@@ -442,7 +454,7 @@ def _read_images(path: Path, invert: bool):
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise AnynetError("reading PNG/JPEG needs Pillow: pip install 'anynet[image]'") from None
+        raise AnynetError("reading PNG/JPEG needs Pillow: pip install 'anynet-nn[image]'") from None
     try:
         with Image.open(path) as im:
             image = np.asarray(im.convert("L"), dtype=np.uint8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AnynetError",
+    "ArgumentError",
     "BackendError",
     "BackendUnavailableError",
     "ChecksumError",
@@ -22,6 +23,12 @@ __all__ = [
 
 class AnynetError(Exception):
     """Base class of every error anynet raises on purpose."""
+
+
+class ArgumentError(AnynetError, ValueError, TypeError):
+    """An argument of the wrong type or out of range; the message names it, says what it must
+    be and what came. Both a ``ValueError`` and a ``TypeError``, so either ``except`` catches
+    it, whichever of the two a caller expects."""
 
 
 class BackendError(AnynetError, ValueError):

@@ -67,23 +67,22 @@ def anynet_peer(
 
 
 def _fast_path_used(clf) -> str:
-    return getattr(clf, "_fast_path", "") or "generic"
+    return clf.step_name_
 
 
 def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     """Array operations one anynet training step issues, counted, not estimated.
 
-    NumPy's fused step: every NumPy call it makes (they all go through one module attribute,
-    which a counting proxy replaces here), and every call of a compiled (numba) kernel; the
-    batch gather and scaling of the loader are not included. The generic Array API path: run
-    on PyTorch tensors, where ``torch.profiler`` counts the ATen kernels it issues, loader
-    included.
+    The fused step: its family's operations are built here with counting wrappers passed in
+    for the array library and the compiled kernels, and handed to ``select_step``; one step
+    allocates the buffers, then three steps are counted (the loader's gather is not included).
+    The generic Array API path: run on PyTorch tensors, where ``torch.profiler`` counts the
+    ATen kernels it issues, loader included.
     """
     import anynet
     from anynet import nn
     from anynet.data import DataLoader
-    from anynet.fast import numpy_mlp
-    from anynet.training import TrainState, train
+    from anynet.training import TrainState, select_step, train
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(batch_size * 3, 784), dtype=np.uint8)
@@ -94,69 +93,63 @@ def anynet_ops_per_step(batch_size: int, device: str) -> dict[str, int]:
     model = nn.Sequential(*layers, nn.Dense(HIDDEN[-1], 10))
     out = {}
 
-    def one_epoch(be):
-        opt = nn.adam(LR)
-        params = model.init_params(rng=be.host_generator(0), backend=be)
-        state = TrainState(params=params, opt_state=opt.init(params))
-        loader = DataLoader(X, y, batch_size, backend=be, seed=0, normalize="symmetric")
-        return lambda: train(model, opt, state, loader, epochs=1, backend=be, seed=0), 3
-
     be = anynet.get_backend(device)
-    if be.name == "cupy":
-        out.update(_count_cupy_step(one_epoch, be, batch_size))
-    if be.name == "numpy":
-        counter = _Counting(np)
-        kernels = numpy_mlp.KERNELS
-        kernel_counter = _Counting(kernels) if kernels is not None else None
-        run, steps = one_epoch(anynet.get_backend("numpy"))
-        numpy_mlp.xp_np, numpy_mlp.KERNELS = counter, kernel_counter or kernels
-        try:
-            run()
-        finally:
-            numpy_mlp.xp_np, numpy_mlp.KERNELS = np, kernels
-        out["fused step, NumPy calls"] = round(counter.calls / steps)
-        if kernel_counter is not None:
-            out["numba kernels"] = round(kernel_counter.calls / steps)
+    counted = _counting_ops(be)
+    if counted is not None:
+        ops, counters = counted
+        params = model.init_params(rng=be.host_generator(0), backend=be)
+        step = select_step(model, nn.adam(LR), params, backend=be, ops=ops)
+        Xb = be.asarray(scaled(X), dtype="float32")
+        yb = be.asarray(y)
+        step(Xb[:batch_size], yb[:batch_size])  # allocates the buffers: not per-step work
+        for counter in counters.values():
+            counter.calls = 0
+        for i in range(3):
+            step(
+                Xb[i * batch_size : (i + 1) * batch_size], yb[i * batch_size : (i + 1) * batch_size]
+            )
+        be.synchronize()
+        out.update({name: round(c.calls / 3) for name, c in counters.items()})
     try:
         import torch  # noqa: F401
     except ImportError:
         return out
-    run, steps = one_epoch(anynet.get_backend("torch"))
-    out["generic path, ATen kernels (on torch)"] = round(_count_torch_ops(run) / steps)
+    torch_be = anynet.get_backend("torch")
+    params = model.init_params(rng=torch_be.host_generator(0), backend=torch_be)
+    state = TrainState()
+    loader = DataLoader(X, y, batch_size, backend=torch_be, seed=0, normalize="symmetric")
+    step = select_step(model, nn.adam(LR), params, backend=torch_be)
+
+    def epoch():
+        train(step, loader, epochs=1, state=state)
+
+    out["generic path, ATen kernels (on torch)"] = round(_count_torch_ops(epoch) / 3)
     return out
 
 
-def _count_cupy_step(one_epoch: Callable[[Any], Any], be: Any, batch_size: int) -> dict[str, int]:
-    """The CuPy fast step's library calls (about one launch each) and its own kernels, counted
-    through proxies put in place of the step's ``xp`` and ``kernels`` once its buffers are
-    allocated (so the one-off allocations are not counted as per-step work)."""
-    import anynet.fast
+def _counting_ops(be: Any) -> tuple[Any, dict[str, _Counting]] | None:
+    """The backend's fused operations built with counting wrappers in place of the array
+    library and the kernels, and the counters; ``None`` where the backend has no kernels."""
+    from anynet import fast
 
-    real = anynet.fast.fused_step
-    counters: dict[str, _Counting] = {}
+    ops = fast.ops_for(be)
+    if ops is None:
+        return None
+    xp = _Counting(ops.xp)
+    if be.kernels == "cuda":
+        from anynet.fast.cuda.ops import CudaOps
 
-    def counting(*args, **kwargs):
-        step = real(*args, **kwargs)
-        if step is not None:
-            with be.device:
-                step._allocate(batch_size)
-            step.xp = counters["xp"] = _Counting(step.xp)
-            step.kernels = counters["kernels"] = _Counting(step.kernels)
-        return step
+        kernels = _Counting(ops.launcher)
+        names = ("fused step, CuPy calls", "anynet CUDA kernels")
+        return CudaOps(xp, kernels, ops.device), dict(zip(names, (xp, kernels), strict=True))
+    from anynet.fast.numba_ops import NumbaOps
+    from anynet.fast.numpy_ops import NumpyOps
 
-    run, steps = one_epoch(be)
-    anynet.fast.fused_step = counting
-    try:
-        run()
-        be.synchronize()
-    finally:
-        anynet.fast.fused_step = real
-    if not counters:
-        return {}
-    return {
-        "fused step, CuPy calls": round(counters["xp"].calls / steps),
-        "anynet CUDA kernels": round(counters["kernels"].calls / steps),
-    }
+    if isinstance(ops, NumbaOps):
+        kernels = _Counting(ops.kernels)
+        counters = {"fused step, NumPy calls": xp, "numba kernels": kernels}
+        return NumbaOps(kernels, xp=xp), counters
+    return NumpyOps(xp=xp), {"fused step, NumPy calls": xp}
 
 
 class _Counting:

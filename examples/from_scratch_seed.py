@@ -22,7 +22,7 @@ import anynet
 from anynet import nn
 from anynet.data import DataLoader
 from anynet.datasets import load_fashion_mnist
-from anynet.training import TrainState, train
+from anynet.training import ProgressBar, select_step, train
 
 
 def main() -> int:
@@ -66,20 +66,22 @@ def main() -> int:
         )
         return {"test_accuracy": float(be.to_numpy(correct)) / test_data.n_samples}
 
-    state = TrainState(params=params, opt_state=optimizer.init(params))
-    train(
+    step = select_step(
         model,
         optimizer,
-        state,
-        train_data,
-        epochs=args.epochs,
+        params,
         backend=be,
-        seed=args.seed,
         loss="sigmoid_binary_cross_entropy",
         reduction="sum",
+    )
+    state = train(
+        step,
+        train_data,
+        epochs=args.epochs,
+        seed=args.seed,
         l2=0.5,
         validate=test_accuracy,
-        progress=True,
+        callbacks=[ProgressBar()],
     )
 
     curve = state.history["test_accuracy"]

@@ -268,14 +268,17 @@ class DataLoader:
             # The one copy to the device; every epoch after this works there.
             self._X = be.asarray(self._X_host)
             self._y = be.asarray(self._y_host, dtype="int64")
-        # The same batches in one pass where a backend has a fused gather (NumPy with numba).
+        # The same batches in one pass where the backend has fused kernels.
         self._gather = None
         if not self.streaming:
-            from anynet.fast import batch_gather
+            from anynet.fast import ops_for
+            from anynet.fast.gather import batch_gather
 
-            self._gather = batch_gather(
-                be, self._X, self.dtype, self._convert, self._mean, self._inv_std
-            )
+            ops = ops_for(be)
+            if ops is not None:
+                self._gather = batch_gather(
+                    ops, self._X, self.dtype, self._convert, self._mean, self._inv_std
+                )
 
     # --- argument checks: each error names the argument, what came, and what to do --------
 

@@ -1,4 +1,4 @@
-"""The CUDA kernels of :mod:`anynet.fast.cuda` built as host C++ and run on NumPy arrays.
+"""The CUDA kernels of :mod:`anynet.fast.cuda.source` built as host C++ and run on NumPy arrays.
 
 This is how the kernels are tested on machines without a GPU: the kernel source is compiled
 unchanged by the system's C++ compiler, with a prelude that makes ``__global__`` and
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from anynet.fast.cuda import CTYPES, SIGNATURES, SOURCE, Kernels
+from anynet.fast.cuda.source import CTYPES, SIGNATURES, SOURCE
 
-__all__ = ["HostKernels", "host_compiler"]
+__all__ = ["HostLauncher", "host_compiler"]
 
 PRELUDE = r"""
 #include <math.h>
@@ -62,17 +62,19 @@ def host_source() -> str:
     return PRELUDE + SOURCE + "\n".join(wrappers) + "\n"
 
 
-class HostKernels(Kernels):
-    """:class:`~anynet.fast.cuda.Kernels` on NumPy arrays, compiled for the host.
+class HostLauncher:
+    """Runs the kernels on NumPy arrays, compiled for the host: the launcher
+    :class:`~anynet.fast.cuda.ops.CudaOps` takes in the tests.
 
     Each launch also checks what a GPU launch cannot: that every array is C-contiguous and of
-    the type its parameter declares (a wrong one on a GPU is silently misread).
+    the type its parameter declares (a wrong one on a GPU is silently misread). ``None`` (a
+    pointer the kernel does not read) is passed as a null pointer.
     """
 
     def __init__(self, build_dir: str | Path | None = None) -> None:
         cxx = host_compiler()
         if cxx is None:
-            raise RuntimeError("HostKernels needs a C++ compiler (c++, g++ or clang++)")
+            raise RuntimeError("HostLauncher needs a C++ compiler (c++, g++ or clang++)")
         source = host_source()
         digest = hashlib.sha256(source.encode()).hexdigest()[:16]
         where = Path(build_dir or tempfile.gettempdir()) / f"anynet-cuda-host-{digest}"
@@ -88,19 +90,16 @@ class HostKernels(Kernels):
             tmp.replace(lib)  # atomic: a concurrent build never loads half a file
         self._lib = ctypes.CDLL(str(lib))
 
-    def _launch(self, name: str, dtype: str, n: int, args: tuple) -> None:
+    def launch(self, name: str, dtype: str, n: int, args: tuple) -> None:
         T = CTYPES[dtype]
         sig = SIGNATURES[name]
-        unread = set()
-        if name == "act_backward" and not args[4]:
-            unread.add(2)  # no dropout mask
-        if name == "sgd" and not args[6]:
-            unread.add(2)  # no momentum trace
         passed: list[Any] = []
         for i, (kind, a) in enumerate(zip(sig, args, strict=True)):
-            if kind.endswith("*"):
+            if kind.endswith("*") and a is None:
+                passed.append(ctypes.c_void_p(None))
+            elif kind.endswith("*"):
                 want = np.dtype(dtype) if kind == "T*" else np.dtype(_POINTEE[kind])
-                if i not in unread and (a.dtype != want or not a.flags.c_contiguous):
+                if a.dtype != want or not a.flags.c_contiguous:
                     raise TypeError(
                         f"kernel {name}<{T}>, argument {i}: expected a C-contiguous {want} "
                         f"array, got {a.dtype} (C-contiguous: {a.flags.c_contiguous})"

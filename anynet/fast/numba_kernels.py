@@ -1,9 +1,8 @@
-"""Numba kernels for the NumPy fast path: several element-wise passes fused into one loop.
+"""Numba kernels for the CPU: several element-wise NumPy passes fused into one compiled loop.
 
-Optional: with ``pip install 'anynet[fast]'`` (numba) the fused step uses these; without it, it
-uses the NumPy functions of :mod:`anynet.fast.numpy_mlp`, which are their twins
-(``tests/test_fast.py`` checks each kernel equal to its twin). ``KERNELS`` is ``None`` when
-numba is missing or ``ANYNET_NUMBA=0``.
+:class:`~anynet.fast.numba_ops.NumbaOps` calls them; each is the twin of a
+:class:`~anynet.fast.numpy_ops.NumpyOps` method (``tests/test_fast.py`` checks them equal).
+:func:`load` compiles them once (numba caches the machine code on disk) or says why not.
 
 Why: at these sizes the optimizer update and the activations are bound by memory bandwidth, so
 their cost is the number of passes over memory. NumPy makes one pass per operation (Adam: 12
@@ -12,11 +11,12 @@ over four buffers); a compiled loop makes one in all.
 
 from __future__ import annotations
 
+import functools
 import os
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["KERNELS"]
+__all__ = ["load"]
 
 
 def _compile() -> Any:
@@ -30,8 +30,8 @@ def _compile() -> Any:
 
     @jit
     def adam(theta, g, m, v, one_minus_beta1, one_minus_beta2, step, eps, tiny):
-        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_update_);
-        moments below ``tiny`` (the smallest normal number) become zero, as there.
+        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_scalars);
+        moments below ``tiny`` (the smallest normal number) become zero, as in NumpyOps.
 
         The scalars come in the buffers' dtype and stay there: ``1 - beta1`` computed here, or
         ``math.sqrt``, would promote each element to float64 and halve the vector width
@@ -83,7 +83,7 @@ def _compile() -> Any:
     @jit
     def softmax_cross_entropy(Z, y, scale):
         """Z (logits) becomes (softmax(Z) - one_hot(y)) * scale; returns the loss, summed over
-        rows, times ``scale`` (see softmax_cross_entropy_). One pass over each row, in Z's
+        rows, times ``scale`` (see NumpyOps). One pass over each row, in Z's
         dtype; the loss adds up in float64. A NaN logit makes the loss NaN."""
         total = 0.0
         for r in range(Z.shape[0]):
@@ -113,15 +113,18 @@ def _compile() -> Any:
     )
 
 
-def _load() -> Any:
+def load() -> tuple[Any, str]:
+    """The compiled kernels and a note on them, or ``None`` and why there are none (numba not
+    installed, or ``ANYNET_NUMBA=0``)."""
     if os.environ.get("ANYNET_NUMBA", "1") == "0":
-        return None
+        return None, "ANYNET_NUMBA=0"
+    return _load_numba()
+
+
+@functools.cache
+def _load_numba() -> tuple[Any, str]:
     try:
-        import numba  # noqa: F401
-    except ImportError:
-        return None
-    return _compile()
-
-
-#: The compiled kernels, or ``None`` (no numba, or ``ANYNET_NUMBA=0``).
-KERNELS = _load()
+        import numba
+    except ImportError as exc:
+        return None, f"numba is not installed ({exc})"
+    return _compile(), f"numba {numba.__version__}"

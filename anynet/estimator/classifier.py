@@ -1,0 +1,689 @@
+"""``NNClassifier``: a scikit-learn estimator that trains anynet networks on any backend.
+
+It takes ``MLPClassifier``'s parameters and fills its fitted attributes, so code written for
+scikit-learn's network runs unchanged, and adds anynet's own: ``backend`` (NumPy, CuPy, PyTorch,
+array-api-strict), ``dtype``, an L1 penalty, the initializer, the output layer, input scaling,
+dropout and checkpoints.
+
+The fitted truth is one dict, :attr:`NNClassifier.params_`: the network's parameters by name,
+as NumPy arrays. ``coefs_`` and ``intercepts_`` are views of it in scikit-learn's layout (set
+them, or write into them, and the estimator uses what you set). Each ``fit`` / ``partial_fit`` /
+``predict`` copies the parameters to the device once (a few hundred kilobytes) and the work
+runs there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_array_api_obj
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+
+from anynet import nn
+from anynet.backends import Backend, backend_of, derive_seed, get_backend, to_numpy
+from anynet.checks import check_choice, check_int, check_number, fail
+from anynet.data import DataLoader, Standardizer
+from anynet.estimator.network import (
+    ACTIVATIONS,
+    OUTPUTS,
+    SCALINGS,
+    SOLVERS,
+    build_network,
+    build_optimizer,
+    dense_layers,
+)
+from anynet.training import (
+    CHECKPOINT_NAME,
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    ProgressBar,
+    TrainState,
+    read_checkpoint,
+    select_step,
+    train,
+)
+
+__all__ = ["NNClassifier"]
+
+
+@dataclass
+class _Data:
+    """A fit's data, checked and encoded on the host."""
+
+    X: np.ndarray
+    y: np.ndarray  # int64 positions in classes_
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    n_samples: int  # before the validation split
+
+
+class NNClassifier(ClassifierMixin, BaseEstimator):
+    """A multi-layer perceptron classifier trained by anynet's hand-written backprop.
+
+    Parameters shared with scikit-learn's ``MLPClassifier`` mean what they mean there:
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+        Units of each hidden layer.
+    activation : {'relu', 'tanh', 'logistic', 'identity', 'sigmoid', 'leaky_relu', ...}
+        Hidden-layer activation (``'sigmoid'`` is ``'logistic'``); every activation of
+        :data:`anynet.nn.ACTIVATIONS` is offered.
+    solver : {'adam', 'sgd', 'adamw'}
+        The optimizer. ``'lbfgs'`` is not offered: it needs the whole data set per step.
+    alpha : float, default 1e-4
+        L2 penalty, scaled as scikit-learn does (``alpha / 2 * ||W||^2 / batch size``).
+    batch_size : int or 'auto'
+        ``'auto'`` is ``min(200, n_samples)``.
+    learning_rate_init : float
+        The (constant) learning rate.
+    max_iter : int
+        Epochs at most.
+    shuffle : bool
+        Reshuffle the samples every epoch (on the device).
+    random_state : int, RandomState or None
+        Seeds the initial weights (drawn on the host: the same on every backend), the shuffles,
+        dropout and the validation split.
+    tol, n_iter_no_change
+        Stop when the loss (or the validation score with ``early_stopping``) has not improved
+        by ``tol`` for more than ``n_iter_no_change`` epochs.
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the data (stratified) and keep the best epoch.
+    momentum, nesterovs_momentum
+        For ``solver='sgd'``.
+    beta_1, beta_2, epsilon
+        For ``solver='adam'`` and ``'adamw'``.
+    warm_start : bool
+        ``fit`` continues from the current parameters.
+    verbose : bool
+        Show a progress bar (epoch, loss, validation accuracy, samples/s).
+    backend : str or Backend, optional
+        Where training runs: ``'numpy'``, ``'cupy'``, ``'torch'``, ``'array_api_strict'``...
+        ``None`` follows the input arrays' library, else ``ANYNET_BACKEND``, else NumPy.
+    dtype : {'float32', 'float64'}
+        Dtype of parameters and computation.
+    l1 : float
+        L1 penalty strength on the weights (``l1 * sum|W|``, not scaled by the batch).
+    init : str
+        Weight initializer (:mod:`anynet.nn.init`): ``'glorot_uniform'``, ``'he_normal'``,
+        ``'uniform'`` (the from-scratch seed's U(-1, 1)), ...; biases start at zero.
+        ``'pytorch'`` draws weights and biases as ``torch.nn.Linear`` does.
+    output : {'softmax', 'log_softmax', 'sigmoid'}
+        Output layer and loss: softmax cross-entropy; log-softmax with NLL (the PyTorch seed);
+        or one sigmoid per class with binary cross-entropy (the from-scratch seed).
+    standardize : bool or {'unit', 'symmetric'}
+        Input scaling done on the device: ``True`` standardizes each feature with statistics
+        of the first training set (the from-scratch seed's ``scale``); ``'unit'`` maps uint8
+        pixels to [0, 1]; ``'symmetric'`` to [-1, 1] (the PyTorch seed's transform).
+    dropout : float
+        Dropout probability after each hidden activation.
+    checkpoint_dir : path, optional
+        Write a checkpoint there every ``checkpoint_every`` epochs, every ``checkpoint_steps``
+        optimizer steps if set, and on Ctrl-C. Writes are atomic: a kill leaves the last one.
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+
+    Attributes
+    ----------
+    params_ : dict of str to numpy.ndarray
+        The network's parameters by name (``'0.W'``, ``'0.b'``, ...): the fitted model.
+    coefs_, intercepts_ : list of numpy.ndarray
+        The weight matrices and bias vectors of ``params_``, layer by layer (the same arrays).
+    classes_, n_features_in_, loss_curve_, n_iter_, t_, best_loss_, validation_scores_,
+    best_validation_score_, n_layers_, n_outputs_, out_activation_
+        As in scikit-learn's ``MLPClassifier``.
+    history_ : dict of list
+        Per-epoch metrics: ``loss``, ``epoch_seconds`` and, with validation, ``val_accuracy``
+        and ``val_loss``.
+    step_name_ : str
+        Which training step the last fit ran: ``'generic'`` or a fused step's name
+        (``'fused cpu + numba'``, ``'fused cuda'``).
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate_init=0.001,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        backend=None,
+        dtype="float32",
+        l1=0.0,
+        init="glorot_uniform",
+        output="softmax",
+        standardize=False,
+        dropout=0.0,
+        checkpoint_dir=None,
+        checkpoint_every=1,
+        checkpoint_steps=None,
+        resume=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.backend = backend
+        self.dtype = dtype
+        self.l1 = l1
+        self.init = init
+        self.output = output
+        self.standardize = standardize
+        self.dropout = dropout
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_steps = checkpoint_steps
+        self.resume = resume
+
+    # --- parameters -------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        sizes = self.hidden_layer_sizes
+        try:
+            sizes = (check_int("hidden_layer_sizes", sizes),) if np.ndim(sizes) == 0 else sizes
+            self._hidden = tuple(check_int("hidden_layer_sizes", h, minimum=1) for h in sizes)
+        except (TypeError, ValueError):
+            raise fail(
+                "hidden_layer_sizes", "a tuple of integers >= 1", self.hidden_layer_sizes
+            ) from None
+        check_choice("activation", self.activation, ACTIVATIONS)
+        lbfgs = "lbfgs needs the whole data set per step; use 'adam'"
+        check_choice("solver", self.solver, SOLVERS, lbfgs if self.solver == "lbfgs" else "")
+        check_choice("output", self.output, OUTPUTS)
+        if not isinstance(self.standardize, bool | str | None):
+            raise fail("standardize", "True, False, 'unit' or 'symmetric'", self.standardize)
+        check_choice("standardize", self.standardize, SCALINGS)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        for name in ("alpha", "l1", "tol"):
+            check_number(name, getattr(self, name), low=0.0)
+        for name in ("learning_rate_init", "epsilon"):
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("momentum", "beta_1", "beta_2", "dropout"):
+            check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
+        check_number(
+            "validation_fraction",
+            self.validation_fraction,
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+        )
+        for name in ("max_iter", "n_iter_no_change", "checkpoint_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        if self.checkpoint_steps is not None:
+            check_int("checkpoint_steps", self.checkpoint_steps, minimum=1)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            check_int("batch_size", self.batch_size, minimum=1, hint="or 'auto'")
+        if self.init != "pytorch":
+            nn.init.get_initializer(self.init)
+
+    def _network(self) -> tuple[nn.Sequential, str, str]:
+        """The network for the fitted data's shape, its loss and its output link."""
+        return build_network(
+            self.n_features_in_,
+            self._hidden,
+            len(self.classes_),
+            activation=self.activation,
+            output=self.output,
+            dropout=float(self.dropout),
+            init=self.init,
+        )
+
+    def _optimizer(self) -> Any:
+        return build_optimizer(
+            self.solver,
+            float(self.learning_rate_init),
+            momentum=float(self.momentum),
+            nesterov=bool(self.nesterovs_momentum),
+            beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2),
+            epsilon=float(self.epsilon),
+        )
+
+    # --- the fitted parameters ----------------------------------------------------------------
+
+    def _layer_arrays(self, kind: str) -> list[np.ndarray]:
+        if "params_" not in vars(self):
+            raise AttributeError(f"this NNClassifier is not fitted: it has no {kind} yet")
+        names = dense_layers(self._network()[0])
+        return [self.params_[layer["W" if kind == "coefs_" else "b"]] for layer in names]
+
+    def _set_layer_arrays(self, kind: str, arrays: Any) -> None:
+        current = self._layer_arrays(kind)
+        arrays = list(arrays)
+        if len(arrays) != len(current) or any(
+            np.shape(a) != c.shape for a, c in zip(arrays, current, strict=False)
+        ):
+            raise fail(
+                kind,
+                f"{len(current)} arrays of shapes {[c.shape for c in current]}",
+                [np.shape(a) for a in arrays],
+            )
+        for a, c in zip(arrays, current, strict=True):
+            c[...] = a
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The weight matrices, ``(n_in, n_out)`` each, layer by layer: arrays of ``params_``."""
+        return self._layer_arrays("coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays: Any) -> None:
+        self._set_layer_arrays("coefs_", arrays)
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The bias vectors, layer by layer: arrays of ``params_``."""
+        return self._layer_arrays("intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays: Any) -> None:
+        self._set_layer_arrays("intercepts_", arrays)
+
+    def _device_params(self, model: nn.Sequential, be: Backend) -> dict[str, Any]:
+        """``params_`` on the device, in the compute dtype."""
+        return {
+            name: be.asarray(self.params_[name], dtype=self.dtype) for name in model.param_shapes()
+        }
+
+    # --- fitting ----------------------------------------------------------------------------
+
+    def fit(self, X, y, validation_data=None, callbacks=None):
+        """Train on ``X`` (samples in rows; images are flattened) and labels ``y``.
+
+        ``validation_data=(X_val, y_val)`` records ``val_accuracy`` and ``val_loss`` in
+        ``history_`` each epoch without changing how training runs (unlike
+        ``early_stopping``, which holds data out and may stop). ``callbacks`` are
+        :class:`anynet.training.Callback` objects handed to the training loop.
+        """
+        return self._fit(
+            X, y, incremental=False, validation_data=validation_data, callbacks=callbacks
+        )
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``X, y``, continuing from the current weights and optimizer state.
+
+        ``classes`` (every label that will ever appear) is required on the first call.
+        """
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self.classes_ = unique_labels(np.asarray(classes))
+        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(
+                f"classes={list(classes)!r} differs from the classes of the first call, "
+                f"{list(self.classes_)!r}"
+            )
+        return self._fit(X, y, incremental=True, validation_data=None, callbacks=None)
+
+    def _fit(self, X, y, *, incremental: bool, validation_data, callbacks) -> NNClassifier:
+        self._check_params()
+        # Continue from the current parameters (partial_fit, or fit with warm_start)?
+        warm = "params_" in vars(self) and (incremental or self.warm_start)
+        be = self._compute_backend(X)
+        seed = _seed(self.random_state)
+        data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
+        step, state = self._prepare_step(data, be, warm, incremental, seed)
+        state, stopper = self._run(step, state, data, be, incremental, seed, callbacks or ())
+        self._record(state, stopper, be, data, incremental)
+        return self
+
+    def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
+        """Phase 1: check and encode the data on the host; hold out a validation split."""
+        X, y = self._validate_X_y(X, y, reset=not warm)
+        check_classification_targets(y)
+        if not incremental:
+            if not warm:
+                self.classes_ = unique_labels(y)
+            elif new := set(unique_labels(y).tolist()) - set(self.classes_.tolist()):
+                raise ValueError(
+                    f"warm_start fit got labels {sorted(new)} that the first fit did not have "
+                    f"({list(self.classes_)}); fit without warm_start to learn new classes"
+                )
+        codes = self._encode(y)
+        n_samples = X.shape[0]
+        X_val = y_val = None
+        if self.early_stopping and not incremental:
+            stratify = codes if np.bincount(codes).min() >= 2 else None
+            X, X_val, codes, y_val = train_test_split(
+                X,
+                codes,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+                random_state=derive_seed(seed, 0, 3),
+            )
+        elif validation_data is not None:
+            Xv, yv = validation_data
+            X_val, y_val = self._validate_X(Xv, reset=False), self._encode(np.asarray(yv))
+        return _Data(X, codes, X_val, y_val, n_samples)
+
+    def _prepare_step(self, data: _Data, be: Backend, warm: bool, incremental: bool, seed: int):
+        """Phase 2: the network, where its parameters and optimizer state start (fresh, the
+        current ones, or a checkpoint's), as a training step on the device; and where the
+        run starts."""
+        model, loss, _ = self._network()
+        if not warm:
+            scaling = SCALINGS[self.standardize]
+            self._standardizer = Standardizer.fit(data.X) if scaling == "standardize" else None
+            params = model.init_params(rng=be.host_generator(seed), backend=be, dtype=self.dtype)
+            self.loss_curve_, self.t_, self.n_iter_, self.history_ = [], 0, 0, {}
+            self.best_loss_ = math.inf
+            self.validation_scores_ = [] if self.early_stopping and not incremental else None
+            self.best_validation_score_ = -math.inf if self.validation_scores_ is not None else None
+        else:
+            params = self._device_params(model, be)
+        opt_state = None
+        if incremental and getattr(self, "_opt_backend", None) == be.spec:
+            opt_state = self._opt_state  # partial_fit continues the optimizer too
+        state = TrainState(history={"loss": []})
+        checkpoint = self._checkpoint_path()
+        if self.resume and checkpoint is not None and checkpoint.exists() and not incremental:
+            state, ckpt = read_checkpoint(checkpoint, backend=be, param_shapes=model.param_shapes())
+            params, opt_state = ckpt.params, ckpt.opt_state
+        step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
+        return step, state
+
+    def _checkpoint_path(self) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        return Path(self.checkpoint_dir) / CHECKPOINT_NAME
+
+    def _run(self, step, state, data: _Data, be: Backend, incremental: bool, seed: int, extra):
+        """Phase 3: the training loop, with early stopping, checkpoints and progress."""
+        batch_size = min(200, len(data.X)) if self.batch_size == "auto" else int(self.batch_size)
+        if batch_size > len(data.X):
+            warnings.warn(
+                f"batch_size={batch_size} is larger than the {len(data.X)} samples: "
+                "clipped to the sample count",
+                UserWarning,
+                stacklevel=4,
+            )
+            batch_size = len(data.X)
+        shuffle_seed = derive_seed(seed, 0, 2)
+        loader = self._loader(data.X, data.y, batch_size, bool(self.shuffle), shuffle_seed, be)
+        validate = None
+        if data.X_val is not None:
+            val_loader = self._loader(data.X_val, data.y_val, 4096, False, 0, be)
+            validate = _validator(step.model, OUTPUTS[self.output][1], val_loader, be)
+        callbacks: list[Callback] = []
+        stopper = None
+        if not incremental:
+            stopper = EarlyStopping(
+                "val_accuracy" if self.early_stopping else "loss",
+                tol=float(self.tol),
+                patience=int(self.n_iter_no_change),
+                restore_best=bool(self.early_stopping),
+            )
+            state.stop = stopper.replay(state.history)  # a resumed run's epochs so far
+            callbacks.append(stopper)
+        if self.checkpoint_dir is not None:
+            meta = {"estimator": "NNClassifier", "seed": seed}
+            checkpointer = Checkpointer(
+                self.checkpoint_dir,
+                every=int(self.checkpoint_every),
+                every_steps=self.checkpoint_steps,
+                meta=meta,
+            )
+            callbacks.append(checkpointer)
+        if self.verbose:
+            callbacks.append(ProgressBar())
+        state = train(
+            step,
+            loader,
+            epochs=1 if incremental else int(self.max_iter),
+            seed=seed,
+            state=state,
+            l1=float(self.l1),
+            l2=float(self.alpha),
+            l2_per_sample=True,
+            validate=validate,
+            callbacks=[*callbacks, *extra],
+            backend=be,
+        )
+        return state, stopper
+
+    def _record(self, state, stopper, be: Backend, data: _Data, incremental: bool) -> None:
+        """Phase 4: the fitted attributes, in scikit-learn's shapes."""
+        best = stopper.best_params if stopper is not None else None
+        # Copies: a fused step's parameters are views into buffers it would go on updating.
+        self.params_ = {k: np.array(be.to_numpy(v)) for k, v in (best or state.params).items()}
+        self._opt_state, self._opt_backend = state.opt_state, be.spec
+        self.step_name_ = state.path
+        # This call's epochs (a partial_fit runs one; a resumed fit, the whole run's).
+        for k, v in state.history.items():
+            self.history_.setdefault(k, []).extend(v)
+        self.loss_curve_.extend(state.history["loss"])
+        self.n_iter_ += state.epoch
+        self.t_ += data.n_samples * state.epoch
+        self.n_layers_ = len(self._hidden) + 2
+        self.n_outputs_ = len(self.classes_)
+        self.out_activation_ = "logistic" if self.output == "sigmoid" else "softmax"
+        if self.early_stopping and not incremental:
+            self.validation_scores_ = list(state.history.get("val_accuracy", []))
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = min(self.loss_curve_)
+        if not incremental and not state.stop and state.epoch >= self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    # --- data -------------------------------------------------------------------------------
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        X = _to_host(X)
+        if getattr(X, "ndim", 2) > 2:  # images, e.g. (N, 28, 28): one row of pixels each
+            X = np.reshape(X, (X.shape[0], -1))
+        X = validate_data(self, X, reset=reset, dtype="numeric", order="C")
+        return self._as_compute_dtype(X)
+
+    def _validate_X_y(self, X, y, *, reset: bool):
+        X, y = _to_host(X), _to_host(y)
+        if getattr(X, "ndim", 2) > 2:
+            X = np.reshape(X, (X.shape[0], -1))
+        X, y = validate_data(self, X, y, reset=reset, dtype="numeric", order="C")
+        return self._as_compute_dtype(X), y
+
+    def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:
+        """uint8 pixels stay uint8 (the loader scales them on the device); other numbers must
+        fit the compute dtype, or they would turn into inf there."""
+        if X.dtype == np.uint8:
+            return X
+        limit = np.finfo(self.dtype).max
+        if X.size and np.abs(X).max() > limit:
+            raise ValueError(
+                f"X has values up to {np.abs(X).max():.3g}, beyond {self.dtype}'s largest "
+                f"({limit:.3g}); scale the data, or use dtype='float64'"
+            )
+        return X if np.issubdtype(X.dtype, np.floating) else X.astype(self.dtype)
+
+    def _encode(self, y: np.ndarray) -> np.ndarray:
+        """Labels as int64 positions in ``classes_``, checked on the host: an out-of-range
+        index on a GPU would be wrapped around silently, not refused."""
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, len(self.classes_) - 1)
+        unknown = self.classes_[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y has labels {sorted(set(np.asarray(y)[unknown].tolist()))[:10]} that are not "
+                f"among the classes {list(self.classes_)[:20]}"
+            )
+        return codes.astype(np.int64)
+
+    def _loader(self, X, y, batch_size, shuffle, seed, backend) -> DataLoader:
+        return DataLoader(
+            X,
+            y,
+            batch_size,
+            shuffle=shuffle,
+            backend=backend,
+            seed=seed,
+            dtype=self.dtype,
+            normalize=SCALINGS[self.standardize],
+            standardizer=getattr(self, "_standardizer", None),
+            num_classes=len(self.classes_),
+        )
+
+    # --- prediction -------------------------------------------------------------------------
+
+    def _compute_backend(self, X: Any) -> Backend:
+        """``backend`` if set; else the backend of the input arrays (PyTorch tensors in, PyTorch
+        computes); else ``ANYNET_BACKEND`` or NumPy."""
+        if self.backend is not None:
+            return get_backend(self.backend)
+        return backend_of(X) or get_backend(None)
+
+    def _forward_proba(self, X, *, log: bool = False) -> tuple[Any, Backend, Backend | None]:
+        """Probabilities on the compute backend, and the backend the caller's arrays live on
+        (``None`` for NumPy and lists)."""
+        check_is_fitted(self, "params_")
+        caller = backend_of(X)
+        be = self._compute_backend(X)
+        Xh = self._validate_X(X, reset=False)
+        model, _, link = self._network()
+        params = self._device_params(model, be)
+        dummy = np.zeros(len(Xh), dtype=np.int64)
+        loader = self._loader(Xh, dummy, 4096, False, 0, be)
+        xp = be.xp
+        outs = []
+        for Xb, _ in loader:
+            out = model(params, Xb, xp=xp)
+            if link == "softmax":
+                # log_softmax of the logits stays finite where log(softmax) would be -inf.
+                out = nn.functional.log_softmax(out, xp=xp)
+            elif link == "sigmoid":  # per-class sigmoids, normalised over the classes
+                out = nn.functional.sigmoid(out, xp=xp)
+                out = xp.log(out) - xp.log(xp.sum(out, axis=1, keepdims=True))
+            outs.append(out if log else xp.exp(out))  # link "exp": the net gives log-probs
+        return xp.concat(outs, axis=0), be, caller
+
+    @staticmethod
+    def _hand_back(x: Any, be: Backend, caller: Backend | None) -> Any:
+        """Arrays in, arrays out: NumPy for NumPy callers, the caller's library otherwise."""
+        if caller is None:
+            return be.to_numpy(x)
+        if caller.spec == be.spec:
+            return x
+        return caller.asarray(be.to_numpy(x))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
+
+        NumPy (or list) input gives a NumPy array; an array of another library (a PyTorch
+        tensor, a CuPy array) gives an array of that library, on its device.
+        """
+        proba, be, caller = self._forward_proba(X)
+        return self._hand_back(proba, be, caller)
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`."""
+        log_proba, be, caller = self._forward_proba(X, log=True)
+        return self._hand_back(log_proba, be, caller)
+
+    def predict(self, X):
+        """The most probable class of each sample, as labels from ``classes_`` (a NumPy
+        array, or for numeric labels an array of the caller's library)."""
+        proba, be, caller = self._forward_proba(X)
+        codes = be.to_numpy(be.xp.argmax(proba, axis=1))
+        labels = self.classes_[codes]
+        if caller is not None and np.issubdtype(self.classes_.dtype, np.number):
+            return caller.asarray(labels)
+        return labels
+
+    # --- scikit-learn plumbing --------------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def __getstate__(self):
+        # Device arrays and backend handles stay behind: the NumPy params_ are the model.
+        state = self.__dict__.copy()
+        for key in ("_opt_state", "_opt_backend"):
+            state.pop(key, None)
+        return state
+
+
+def _validator(model, loss: str, loader: DataLoader, be: Backend):
+    """Accuracy and loss over a loader, with one read from the device."""
+    loss_fn = nn.step.get_loss(loss)
+    xp = be.xp
+
+    def validate(params) -> dict[str, float]:
+        correct, total = [], []
+        for Xb, yb in loader:
+            out = model(params, Xb, xp=xp)
+            value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
+            correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
+            total.append(value)
+        host = be.to_numpy(
+            xp.stack([xp.astype(xp.stack(correct), total[0].dtype), xp.stack(total)])
+        )
+        n = loader.n_samples
+        return {"val_accuracy": float(host[0].sum()) / n, "val_loss": float(host[1].sum()) / n}
+
+    return validate
+
+
+def _seed(random_state: Any) -> int:
+    """An int seed from scikit-learn's ``random_state`` conventions."""
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _to_host(x: Any) -> Any:
+    """Arrays of another library (CuPy, PyTorch, array-api-strict) to NumPy; anything else
+    as it is. (array-api-compat recognises PyTorch tensors, which lack
+    ``__array_namespace__``.)"""
+    if is_array_api_obj(x) and not isinstance(x, np.ndarray | np.generic):
+        return to_numpy(x)
+    return x

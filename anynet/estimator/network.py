@@ -1,0 +1,105 @@
+"""From an estimator's hyper-parameters to the engine's objects: network, loss, optimizer.
+
+scikit-learn's names (``activation='logistic'``, ``solver='adam'``) meet anynet's layers and
+optimizers here, once, for the estimator, its files and the command line.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from anynet import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "OUTPUTS",
+    "SCALINGS",
+    "SOLVERS",
+    "build_network",
+    "build_optimizer",
+    "dense_layers",
+]
+
+#: ``activation=`` names: anynet's hidden-layer activations by their keys, scikit-learn's
+#: ``'identity'``, and ``'sigmoid'`` for ``'logistic'``.
+ACTIVATIONS: dict[str, type | None] = {
+    "identity": None,
+    "sigmoid": nn.Sigmoid,
+    **nn.ACTIVATIONS,
+}
+#: ``output=``: (layer after the last Dense, loss, what turns the network's output into
+#: log-probabilities for ``predict_proba``).
+OUTPUTS = {
+    "softmax": (None, "softmax_cross_entropy", "softmax"),
+    "log_softmax": (nn.LogSoftmax, "nll", "exp"),
+    "sigmoid": (None, "sigmoid_binary_cross_entropy", "sigmoid"),
+}
+#: ``standardize=``: the data loader's ``normalize``.
+SCALINGS = {
+    False: None,
+    None: None,
+    True: "standardize",
+    "standardize": "standardize",
+    "unit": "unit",
+    "symmetric": "symmetric",
+}
+SOLVERS = ("sgd", "adam", "adamw")
+
+
+def build_network(
+    n_in: int,
+    hidden: tuple[int, ...],
+    n_out: int,
+    *,
+    activation: str,
+    output: str,
+    dropout: float,
+    init: str,
+) -> tuple[nn.Sequential, str, str]:
+    """The MLP, its loss name and its output link (see :data:`OUTPUTS`)."""
+    act = ACTIVATIONS[activation]
+    last, loss, link = OUTPUTS[output]
+
+    def dense(a: int, b: int) -> nn.Dense:
+        if init == "pytorch":  # torch.nn.Linear's default, biases included
+            return nn.Dense(a, b, init="pytorch_uniform", bias_init="pytorch_uniform")
+        return nn.Dense(a, b, init=init)
+
+    layers: list[nn.Layer] = []
+    sizes = (n_in, *hidden)
+    for a, b in itertools.pairwise(sizes):
+        layers.append(dense(a, b))
+        if act is not None:
+            layers.append(act())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(dense(sizes[-1], n_out))
+    if last is not None:
+        layers.append(last())
+    return nn.Sequential(*layers), loss, link
+
+
+def dense_layers(model: nn.Sequential) -> list[dict[str, str]]:
+    """Per Dense layer of ``model``, in order, its parameters' names: ``{'W': ..., 'b': ...}``
+    (``coefs_`` and ``intercepts_`` are these, in this order)."""
+    return [
+        model.param_names(i) for i, layer in enumerate(model.layers) if isinstance(layer, nn.Dense)
+    ]
+
+
+def build_optimizer(
+    solver: str,
+    learning_rate: float,
+    *,
+    momentum: float,
+    nesterov: bool,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+) -> Any:
+    """The optimizer ``solver`` names, with scikit-learn's hyper-parameters."""
+    if solver == "sgd":
+        return nn.sgd(learning_rate, momentum=momentum, nesterov=nesterov and momentum > 0)
+    make = nn.adam if solver == "adam" else nn.adamw
+    return make(learning_rate, beta_1, beta_2, epsilon)

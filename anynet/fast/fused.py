@@ -1,0 +1,271 @@
+"""One fused training step, for any kernel family: the stages of a plan over flat buffers.
+
+The generic engine (:mod:`anynet.nn`) allocates a new array for every operation, which is what
+lets it run on any Array API library. At these sizes the allocations and the passes over memory
+they imply cost as much as the arithmetic (on a GPU: the launches), so :class:`FusedStep` runs
+the same step with
+
+- all parameters in one flat buffer (weights first, so a penalty is one operation over one
+  region), their gradients in another, the optimizer's state in one or two more: an optimizer
+  update is one operation over all parameters;
+- every intermediate preallocated by its stage (:mod:`anynet.fast.stages`);
+- every operation one call of an :class:`~anynet.fast.ops.Ops`, whose family (NumPy, numba,
+  CUDA) decides how it runs.
+
+Results equal the generic step's up to floating-point rounding (the order of operations
+differs), not bit for bit: ``tests/test_fast.py`` trains both and compares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from anynet.fast.ops import Ops
+from anynet.fast.stages import Plan
+from anynet.nn.optim import AdamState, LearningRateState, TraceState
+from anynet.nn.params import ParamLayout
+from anynet.nn.penalties import penalized
+from anynet.nn.step import Step
+
+__all__ = ["FusedStep"]
+
+Array = Any
+
+
+class FusedStep(Step):
+    """A training step fused over flat buffers, through ``ops``.
+
+    ``params``, ``grads`` and ``opt_state`` present the buffers in the generic engine's
+    structures (dicts of views, the optimizer's NamedTuples), so checkpoints, callbacks and the
+    estimator see the same whichever step ran.
+
+    Parameters
+    ----------
+    model : Layer
+        The network, as :func:`~anynet.fast.stages.plan` read it into ``plan``.
+    plan : Plan
+    optimizer : GradientTransformation
+        A built-in SGD, Adam or AdamW (its ``spec`` names it).
+    params : mapping of str to array
+        Where to start (copied into the flat buffer).
+    opt_state : optional
+        The optimizer's state in the generic structure (copied in); fresh when omitted.
+    ops : Ops
+    reduction : {'mean', 'sum'}
+    dtype : str
+        ``'float32'`` or ``'float64'``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        plan: Plan,
+        optimizer: Any,
+        params: Mapping[str, Array],
+        opt_state: Any = None,
+        *,
+        ops: Ops,
+        reduction: str,
+        dtype: str,
+    ):
+        self.model, self.plan, self.ops = model, plan, ops
+        self.reduction = reduction
+        self.dtype = dtype
+        self.name = f"fused {ops.name}"
+        self.needs_rng = plan.needs_rng
+        shapes = model.param_shapes()
+        weights = penalized(shapes)
+        # Weights first: the penalties apply to one contiguous region.
+        self.layout = ParamLayout(
+            {n: shapes[n] for n in weights} | {n: s for n, s in shapes.items() if n not in weights}
+        )
+        self.n_weights = sum(math.prod(shapes[n]) for n in weights)
+        template = optimizer.init(params) if opt_state is None else opt_state
+        with ops.context():
+            xp, size = ops.xp, self.layout.size
+            self.theta = xp.empty(size, dtype=dtype)
+            self.grad = xp.zeros(size, dtype=dtype)
+            self.rule = _rule(optimizer, xp, size, dtype)
+        self._params = self.layout.unflatten(self.theta)
+        self._grads = self.layout.unflatten(self.grad)
+        self._template = template
+        self.capacity = 0
+        self.load(params, opt_state)
+
+    # --- the engine's view of the buffers ---------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Array]:
+        return self._params
+
+    @property
+    def grads(self) -> dict[str, Array]:
+        return self._grads
+
+    @property
+    def opt_state(self) -> Any:
+        return self.rule.state(self._template, self.layout)
+
+    def load(self, params: Mapping[str, Array], opt_state: Any = None) -> None:
+        """Copy parameters (and an optimizer state in the generic structure) into the
+        buffers."""
+        with self.ops.context():
+            for name, view in self._params.items():
+                view[...] = self.ops.xp.asarray(params[name])
+            if opt_state is not None:
+                self.rule.load(opt_state, self.layout, self.ops.xp)
+
+    # --- the step ---------------------------------------------------------------------------
+
+    def _allocate(self, batch: int) -> None:
+        xp = self.ops.xp
+        for i, stage in enumerate(self.plan.stages):
+            stage.allocate(xp, batch, self.dtype, input_grad=i > 0)
+        self.capacity = batch
+
+    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
+        ops, xp = self.ops, self.ops.xp
+        with ops.context():
+            B = X.shape[0]
+            if B > self.capacity:
+                self._allocate(B)
+            if X.dtype != self.theta.dtype or not X.flags.c_contiguous:
+                X = xp.ascontiguousarray(X, dtype=self.dtype)
+            if str(y.dtype) != "int64" or not y.flags.c_contiguous:
+                y = xp.ascontiguousarray(y, dtype=xp.int64)
+            stages, params, grads = self.plan.stages, self._params, self._grads
+            h = X
+            for stage in stages:
+                h = stage.forward(ops, h, params, rng)
+            scale = 1.0 / B if self.reduction == "mean" else 1.0
+            value = self.plan.head.loss(ops, h, y, scale)  # h, the logits, becomes dlogits
+            for stage in reversed(stages):
+                h = stage.backward(ops, h, params, grads)
+            W, gW = self.theta[: self.n_weights], self.grad[: self.n_weights]
+            if l2:
+                value = value + ops.l2_penalty(W, gW, float(l2))
+            if l1:
+                value = value + ops.l1_penalty(W, gW, float(l1))
+            return xp.asarray(value, dtype=self.dtype)
+
+    def apply_grads(self) -> None:
+        with self.ops.context():
+            self.rule.apply(self.ops, self.theta, self.grad)
+
+
+# --- optimizers over the flat buffers -------------------------------------------------------
+
+
+def _rule(optimizer: Any, xp: Any, size: int, dtype: str) -> Any:
+    kind, hyper = optimizer.spec
+    if kind == "sgd":
+        return _SGD(hyper, xp, size, dtype)
+    return _Adam(hyper, kind == "adamw", xp, size, dtype)
+
+
+def _walk(state: Any):
+    """Every NamedTuple of an optimizer state (chains are plain tuples of states)."""
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+        for s in state:
+            yield from _walk(s)
+    else:
+        yield state
+
+
+def _rebuild(state: Any, replace: Any) -> Any:
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+        return tuple(_rebuild(s, replace) for s in state)
+    return replace(state)
+
+
+class _Adam:
+    """Adam (or AdamW) over the flat buffers: moments ``m`` and ``v``, and the step count."""
+
+    def __init__(self, hyper: dict, decoupled: bool, xp: Any, size: int, dtype: str):
+        self.hyper, self.decoupled = hyper, decoupled
+        self.m = xp.zeros(size, dtype=dtype)
+        self.v = xp.zeros(size, dtype=dtype)
+        self.count = 0
+
+    def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
+        self.count += 1
+        h = self.hyper
+        ops.adam(
+            theta,
+            grad,
+            self.m,
+            self.v,
+            count=self.count,
+            learning_rate=h["learning_rate"],
+            beta1=h["beta1"],
+            beta2=h["beta2"],
+            eps=h["eps"],
+            weight_decay=h["weight_decay"],
+            decoupled=self.decoupled,
+        )
+
+    def state(self, template: Any, layout: ParamLayout) -> Any:
+        mu, nu = layout.unflatten(self.m), layout.unflatten(self.v)
+
+        def replace(s):
+            if isinstance(s, AdamState):
+                return AdamState(count=self.count, mu=mu, nu=nu)
+            if isinstance(s, LearningRateState):
+                return LearningRateState(self.count)
+            return s
+
+        return _rebuild(template, replace)
+
+    def load(self, opt_state: Any, layout: ParamLayout, xp: Any) -> None:
+        mu, nu = layout.unflatten(self.m), layout.unflatten(self.v)
+        for s in _walk(opt_state):
+            if isinstance(s, AdamState):
+                self.count = int(s.count)
+                for name in mu:
+                    mu[name][...] = xp.asarray(s.mu[name])
+                    nu[name][...] = xp.asarray(s.nu[name])
+
+
+class _SGD:
+    """SGD over the flat buffers, with a momentum trace if it has momentum."""
+
+    def __init__(self, hyper: dict, xp: Any, size: int, dtype: str):
+        self.hyper = hyper
+        self.trace = xp.zeros(size, dtype=dtype) if hyper["momentum"] else None
+        self.count = 0
+
+    def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
+        self.count += 1
+        h = self.hyper
+        ops.sgd(
+            theta,
+            grad,
+            self.trace,
+            learning_rate=h["learning_rate"],
+            momentum=h["momentum"],
+            nesterov=h["nesterov"],
+            weight_decay=h["weight_decay"],
+        )
+
+    def state(self, template: Any, layout: ParamLayout) -> Any:
+        trace = layout.unflatten(self.trace) if self.trace is not None else None
+
+        def replace(s):
+            if isinstance(s, TraceState) and trace is not None:
+                return TraceState(trace)
+            if isinstance(s, LearningRateState):
+                return LearningRateState(self.count)
+            return s
+
+        return _rebuild(template, replace)
+
+    def load(self, opt_state: Any, layout: ParamLayout, xp: Any) -> None:
+        for s in _walk(opt_state):
+            if isinstance(s, LearningRateState):
+                self.count = int(s.count)
+            elif isinstance(s, TraceState) and s.trace and self.trace is not None:
+                trace = layout.unflatten(self.trace)
+                for name in trace:
+                    trace[name][...] = xp.asarray(s.trace[name])

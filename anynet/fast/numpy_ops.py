@@ -1,0 +1,248 @@
+"""The fused step's operations as NumPy passes over preallocated buffers.
+
+Each method writes with ``out=`` into buffers the step owns, or into scratch this object keeps,
+so a step allocates nothing of the batch's size except what an activation's expression
+evaluates to. The activations run the expressions of :mod:`anynet.fast.activations`, evaluated
+with NumPy's functions: the same text the CUDA kernels are generated from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from anynet.fast.activations import IDENTITY, Activation, parse
+from anynet.fast.ops import Ops, adam_scalars
+from anynet.nn import functional as F
+
+__all__ = ["NumpyOps"]
+
+
+class NumpyOps(Ops):
+    """:class:`~anynet.fast.ops.Ops` with NumPy.
+
+    Parameters
+    ----------
+    xp : module, optional
+        NumPy, or anything that passes NumPy's functions through (the benchmark passes a
+        wrapper that counts the calls). Every call of a step goes through it.
+    """
+
+    name = "cpu"
+
+    def __init__(self, xp: Any = np):
+        self.xp = xp
+        self._work: dict[tuple[str, int], np.ndarray] = {}
+        self._compiled: dict[tuple[int, str], Any] = {}
+
+    def context(self) -> Any:
+        return np.errstate(all="ignore")
+
+    def scratch(self, shape: tuple[int, ...], dtype: Any, slot: int = 0) -> np.ndarray:
+        """A C-contiguous buffer of ``shape``, reused across calls (``slot`` tells apart the
+        buffers of one dtype that an operation needs at the same time)."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape))
+        key = (dtype.str, slot)
+        buffer = self._work.get(key)
+        if buffer is None or buffer.size < size:
+            buffer = self._work[key] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+    # --- linear algebra -------------------------------------------------------------------
+
+    def matmul(self, A, B, out):
+        self.xp.matmul(A, B, out=out)
+
+    def bias_grad(self, dZ, out):
+        # A matrix product with ones: BLAS adds the columns faster than a reduction does.
+        ones = self.scratch((dZ.shape[0],), dZ.dtype, slot=1)
+        ones[...] = 1
+        self.xp.matmul(ones, dZ, out=out)
+
+    # --- element-wise -----------------------------------------------------------------------
+
+    def _evaluate(self, act: Activation, which: str, **arrays: Any) -> Any:
+        """``act``'s ``forward`` or ``backward`` expression, evaluated on arrays."""
+        key = (act.code, which)
+        code = self._compiled.get(key)
+        if code is None:
+            text = getattr(act, which)
+            variables = ("z", "slope") if which == "forward" else ("d", act.saved, "slope")
+            parse(text, variables)  # checked against the language before it is ever run
+            code = self._compiled[key] = compile(text, f"<{act.name} {which}>", "eval")
+        xp = self.xp
+        functions = {
+            "abs": xp.abs,
+            "exp": xp.exp,
+            "log1p": xp.log1p,
+            "sqrt": xp.sqrt,
+            "tanh": xp.tanh,
+            "where": xp.where,
+            "sigmoid": lambda x: F.sigmoid(x, xp=xp),
+        }
+        return eval(code, {"__builtins__": {}, **functions}, arrays)
+
+    def bias_act(self, Z, b, act, slope, A):
+        if b is not None:
+            self.xp.add(Z, b, out=Z)
+        if act is not IDENTITY:
+            slope = Z.dtype.type(slope)
+            self.xp.copyto(A, self._evaluate(act, "forward", z=Z, slope=slope))
+        elif A is not Z:
+            self.xp.copyto(A, Z)
+
+    def dropout(self, A, u, p, out, keep):
+        xp = self.xp
+        xp.greater_equal(u, p, out=keep)
+        xp.multiply(A, keep, out=out)
+        xp.multiply(out, 1.0 / (1.0 - p), out=out)
+
+    def act_backward(self, dA, saved, act, slope, keep=None, p=0.0):
+        xp = self.xp
+        if keep is not None:
+            xp.multiply(dA, keep, out=dA)
+            xp.multiply(dA, 1.0 / (1.0 - p), out=dA)
+        if act is not IDENTITY:
+            arrays = {"d": dA, act.saved: saved, "slope": dA.dtype.type(slope)}
+            xp.copyto(dA, self._evaluate(act, "backward", **arrays))
+
+    # --- losses -----------------------------------------------------------------------------
+
+    def softmax_cross_entropy(self, Z, y, scale):
+        xp = self.xp
+        col = self.scratch((Z.shape[0], 1), Z.dtype)
+        # Flat positions of the labelled logits: cheaper than take_along_axis or fancy indexing.
+        at = xp.arange(0, Z.size, Z.shape[1]) + y
+        flat = Z.reshape(-1)
+        xp.max(Z, axis=1, keepdims=True, out=col)
+        xp.subtract(Z, col, out=Z)  # shifted logits: the largest is 0, exp cannot overflow
+        picked = xp.take(flat, at)
+        xp.exp(Z, out=Z)
+        xp.sum(Z, axis=1, keepdims=True, out=col)
+        loss = float(xp.sum(xp.log(col)) - xp.sum(picked)) * scale
+        xp.divide(Z, col, out=Z)
+        flat[at] -= 1.0
+        xp.multiply(Z, scale, out=Z)
+        return loss
+
+    def sigmoid_cross_entropy(self, Z, y, scale):
+        xp = self.xp
+        tmp = self.scratch(Z.shape, Z.dtype)
+        at = xp.arange(0, Z.size, Z.shape[1]) + y
+        flat = Z.reshape(-1)
+        picked = float(xp.sum(xp.take(flat, at)))
+        # The sum of max(z, 0) + log1p(exp(-|z|)), less the labelled logits (z * t).
+        xp.abs(Z, out=tmp)
+        xp.negative(tmp, out=tmp)
+        xp.exp(tmp, out=tmp)
+        xp.log1p(tmp, out=tmp)
+        loss = float(xp.sum(tmp)) + float(xp.sum(xp.maximum(Z, 0))) - picked
+        xp.copyto(Z, F.sigmoid(Z, xp=xp))
+        flat[at] -= 1.0
+        xp.multiply(Z, scale, out=Z)
+        return loss * scale
+
+    # --- penalties --------------------------------------------------------------------------
+
+    def _axpy(self, x, y, a):
+        """``y += a * x`` in two passes. Not SciPy's BLAS ``axpy``, although it takes one: SciPy
+        bundles its own OpenBLAS, whose thread pool then fights NumPy's for the cores between
+        matrix products (measured: a step 13 times slower on 2 cores)."""
+        tmp = self.scratch(x.shape, x.dtype)
+        self.xp.multiply(x, a, out=tmp)
+        self.xp.add(y, tmp, out=y)
+
+    def l2_penalty(self, W, gW, strength):
+        value = 0.5 * strength * float(self.xp.dot(W, W))
+        self._axpy(W, gW, strength)
+        return value
+
+    def l1_penalty(self, W, gW, strength):
+        xp = self.xp
+        value = strength * float(xp.sum(xp.abs(W)))
+        tmp = self.scratch(W.shape, W.dtype)
+        xp.sign(W, out=tmp)
+        xp.multiply(tmp, strength, out=tmp)
+        xp.add(gW, tmp, out=gW)
+        return value
+
+    # --- optimizers -------------------------------------------------------------------------
+
+    def flush_subnormal(self, a: np.ndarray) -> None:
+        """Set the subnormal entries of ``a`` to zero, in place (see :class:`Ops`)."""
+        xp = self.xp
+        tmp, mask = self.scratch(a.shape, a.dtype), self.scratch(a.shape, bool)
+        xp.abs(a, out=tmp)
+        xp.less(tmp, np.finfo(a.dtype).tiny, out=mask)
+        xp.copyto(a, 0, where=mask)
+
+    def adam(
+        self,
+        theta,
+        g,
+        m,
+        v,
+        *,
+        count,
+        learning_rate,
+        beta1,
+        beta2,
+        eps,
+        weight_decay=0.0,
+        decoupled=False,
+    ):
+        xp = self.xp
+        if weight_decay and not decoupled:  # Adam's L2: into the gradient
+            self._axpy(theta, g, weight_decay)
+        one_minus_b1, one_minus_b2, step, eps_ = adam_scalars(
+            count, learning_rate=learning_rate, beta1=beta1, beta2=beta2, eps=eps
+        )
+        tmp = self.scratch(theta.shape, theta.dtype)
+        xp.subtract(g, m, out=tmp)
+        xp.multiply(tmp, one_minus_b1, out=tmp)
+        xp.add(m, tmp, out=m)
+        xp.multiply(g, g, out=g)
+        xp.subtract(g, v, out=g)
+        xp.multiply(g, one_minus_b2, out=g)
+        xp.add(v, g, out=v)
+        self.flush_subnormal(m)
+        self.flush_subnormal(v)
+        xp.sqrt(v, out=tmp)
+        xp.add(tmp, eps_, out=tmp)
+        xp.divide(m, tmp, out=tmp)  # the Adam direction, times c2 / c1
+        if weight_decay and decoupled:  # AdamW: theta - lr (wd theta + direction), old theta both
+            xp.multiply(theta, 1.0 - learning_rate * weight_decay, out=theta)
+        xp.multiply(tmp, -step, out=tmp)
+        xp.add(theta, tmp, out=theta)
+
+    def sgd(self, theta, g, trace, *, learning_rate, momentum, nesterov, weight_decay):
+        xp = self.xp
+        if weight_decay:
+            self._axpy(theta, g, weight_decay)
+        if trace is not None:
+            xp.multiply(trace, momentum, out=trace)
+            xp.add(trace, g, out=trace)  # t = momentum t + g
+            self.flush_subnormal(trace)
+            if nesterov:
+                self._axpy(trace, g, momentum)  # g + momentum t
+            else:
+                xp.copyto(g, trace)
+        self._axpy(g, theta, -learning_rate)
+
+    # --- the loader's batch -----------------------------------------------------------------
+
+    def gather(self, X, rows, conversion, out):
+        xp = self.xp
+        kind, extra = conversion
+        U = self.scratch((len(rows), X.shape[1]), X.dtype, slot=2)
+        # NumPy's row copy is the fastest gather of random rows measured here.
+        xp.take(X, rows, axis=0, out=U)
+        if kind == "lookup":
+            (table,) = extra
+            xp.take(table, U, out=out, mode="clip")  # uint8 indices: always in range
+        else:
+            mean, inv_std = extra
+            xp.subtract(U, mean, out=out)
+            xp.multiply(out, inv_std, out=out)

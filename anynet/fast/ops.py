@@ -1,0 +1,181 @@
+"""The operations a fused training step is made of, as one interface with a class per kernel
+family.
+
+A fused step (:mod:`anynet.fast.fused`) calls only these methods. Each works in place on
+preallocated, C-contiguous buffers of the family's array library, and each is the twin of
+generic engine code (:mod:`anynet.nn`), tested equal to it. The families:
+
+- :class:`~anynet.fast.numpy_ops.NumpyOps`: NumPy passes over the buffers;
+- :class:`~anynet.fast.numba_ops.NumbaOps`: the same, with numba kernels where one compiled
+  pass beats several NumPy ones;
+- :class:`~anynet.fast.cuda.ops.CudaOps`: CUDA kernels, one launch per element-wise chain,
+  on CuPy arrays (and, in the tests, on NumPy arrays with the kernels built for the host).
+
+A new stage of the fused step (a convolution, say) adds the few operations it needs here and
+in each family; the step itself stays one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+from anynet.fast.activations import Activation
+
+__all__ = ["Ops", "adam_scalars"]
+
+Array = Any
+
+
+def adam_scalars(
+    count: int, *, learning_rate: float, beta1: float, beta2: float, eps: float
+) -> tuple[float, float, float, float]:
+    """Adam's per-step scalars as every family's update uses them, for step ``count`` (1 on
+    the first step): ``(1 - beta1, 1 - beta2, step, eps')``.
+
+    The update is bound by memory bandwidth, so it is rearranged to take fewer passes:
+    ``m += (1 - beta1) (g - m)``, likewise ``v``, and with the bias corrections ``c1``,
+    ``c2``: ``lr c1 m / (c2 sqrt(v) + eps) = step m / (sqrt(v) + eps')`` with
+    ``step = lr c1 / c2`` and ``eps' = eps / c2``.
+    """
+    c1 = 1.0 / (1.0 - beta1**count)
+    c2 = 1.0 / math.sqrt(1.0 - beta2**count)
+    return 1.0 - beta1, 1.0 - beta2, learning_rate * c1 / c2, eps / c2
+
+
+class Ops:
+    """The operations of a fused step. Subclasses implement every method.
+
+    Attributes
+    ----------
+    name : str
+        The family, as a step reports it (``'cpu'``, ``'cpu + numba'``, ``'cuda'``).
+    xp : module
+        The array library of the buffers (``numpy``, ``cupy``); a fused step allocates its
+        buffers with it.
+
+    Notes
+    -----
+    Optimizer states are flushed to zero once subnormal. A parameter whose gradient stays zero
+    (a weight into a dead ReLU unit) has its first moment shrink by ``beta1`` a step into the
+    subnormal range, where it stays (0.9 of the smallest subnormal rounds back to it); on x86
+    every operation that touches a subnormal takes a microcode assist, and ~17,600 such moments
+    made each epoch of the benchmark's MLP 1.9x slower. A moment below float32's 1.2e-38 moves
+    a weight by less than 1e-32; NaN fails the comparison and is kept, so it still surfaces.
+    """
+
+    name = "ops"
+    xp: Any = None
+
+    def context(self) -> Any:
+        """What a step runs inside: the device made current, or floating-point warnings
+        silenced (a non-finite loss is the training loop's to report, once, by step)."""
+        return contextlib.nullcontext()
+
+    # --- linear algebra -------------------------------------------------------------------
+
+    def matmul(self, A: Array, B: Array, out: Array) -> None:
+        """``out = A @ B`` (``A``, ``B`` may be transposed views)."""
+        raise NotImplementedError
+
+    def bias_grad(self, dZ: Array, out: Array) -> None:
+        """``out`` = the column sums of ``dZ`` (the gradient of a bias added to every row)."""
+        raise NotImplementedError
+
+    # --- the element-wise epilogue of a linear stage ---------------------------------------
+
+    def bias_act(self, Z: Array, b: Array | None, act: Activation, slope: float, A: Array) -> None:
+        """``Z += b`` (unless ``b`` is None, broadcast along the rows), then ``A = act(Z)``.
+        ``A`` may be ``Z`` itself, for activations whose derivative reads their output."""
+        raise NotImplementedError
+
+    def dropout(self, A: Array, u: Array, p: float, out: Array, keep: Array) -> None:
+        """Inverted dropout as :class:`anynet.nn.Dropout` draws it: ``keep = u >= p`` (a bool
+        buffer), ``out = A * keep / (1 - p)``."""
+        raise NotImplementedError
+
+    def act_backward(
+        self,
+        dA: Array,
+        saved: Array,
+        act: Activation,
+        slope: float,
+        keep: Array | None = None,
+        p: float = 0.0,
+    ) -> None:
+        """``dA`` becomes the gradient at the activation's input: through dropout's ``keep``
+        mask (if given), then the activation's derivative, which reads ``saved`` (its output or
+        its input, as ``act.saved`` says)."""
+        raise NotImplementedError
+
+    # --- losses: the logits buffer becomes the gradient -------------------------------------
+
+    def softmax_cross_entropy(self, Z: Array, y: Array, scale: float) -> Any:
+        """Twin of :func:`anynet.nn.softmax_cross_entropy` for int64 labels ``y``: ``Z``
+        (logits) becomes ``(softmax(Z) - one_hot(y)) * scale``; returns the loss (summed over
+        the rows, times ``scale``), as a number or a 0-d device array."""
+        raise NotImplementedError
+
+    def sigmoid_cross_entropy(self, Z: Array, y: Array, scale: float) -> Any:
+        """Twin of :func:`anynet.nn.sigmoid_binary_cross_entropy` for int64 labels: ``Z``
+        becomes ``(sigmoid(Z) - one_hot(y)) * scale``; returns the loss as above."""
+        raise NotImplementedError
+
+    # --- penalties on the weights: value returned, gradient added --------------------------
+
+    def l2_penalty(self, W: Array, gW: Array, strength: float) -> Any:
+        """``gW += strength * W``; returns ``strength / 2 * sum(W**2)``."""
+        raise NotImplementedError
+
+    def l1_penalty(self, W: Array, gW: Array, strength: float) -> Any:
+        """``gW += strength * sign(W)``; returns ``strength * sum(|W|)``."""
+        raise NotImplementedError
+
+    # --- optimizers over one flat buffer of parameters -------------------------------------
+
+    def adam(
+        self,
+        theta: Array,
+        g: Array,
+        m: Array,
+        v: Array,
+        *,
+        count: int,
+        learning_rate: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        """Twin of :func:`anynet.nn.adam` (``decoupled``: :func:`~anynet.nn.adamw`) for step
+        ``count``: ``theta``, ``m`` and ``v`` updated in place; ``g`` may be overwritten."""
+        raise NotImplementedError
+
+    def sgd(
+        self,
+        theta: Array,
+        g: Array,
+        trace: Array | None,
+        *,
+        learning_rate: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> None:
+        """Twin of :func:`anynet.nn.sgd`: ``theta`` and the momentum ``trace`` (``None``
+        without momentum) updated in place; ``g`` may be overwritten."""
+        raise NotImplementedError
+
+    # --- the data loader's batch ------------------------------------------------------------
+
+    def gather(self, X: Array, rows: Array, conversion: tuple[str, tuple], out: Array) -> None:
+        """``out = convert(X[rows])`` for 2-D uint8 ``X`` in one pass: ``conversion`` is
+        ``('lookup', (table,))``, a table of the 256 converted pixel values, or
+        ``('standardize', (mean, inv_std))``, computing ``(X - mean) * inv_std`` in ``out``'s
+        dtype."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

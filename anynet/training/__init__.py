@@ -1,0 +1,25 @@
+"""Training: the loop, its callbacks and checkpoints, and the choice of a training step.
+
+- :mod:`~anynet.training.loop`: :func:`train` and :class:`TrainState`;
+- :mod:`~anynet.training.steps`: :func:`select_step`, the generic or a fused step;
+- :mod:`~anynet.training.callbacks`: :class:`Callback`, :class:`ProgressBar`,
+  :class:`EarlyStopping`;
+- :mod:`~anynet.training.checkpoints`: :class:`Checkpointer` and :func:`read_checkpoint`.
+"""
+
+from anynet.training.callbacks import Callback, EarlyStopping, ProgressBar
+from anynet.training.checkpoints import CHECKPOINT_NAME, Checkpointer, read_checkpoint
+from anynet.training.loop import TrainState, train
+from anynet.training.steps import select_step
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "Callback",
+    "Checkpointer",
+    "EarlyStopping",
+    "ProgressBar",
+    "TrainState",
+    "read_checkpoint",
+    "select_step",
+    "train",
+]

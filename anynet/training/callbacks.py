@@ -1,0 +1,147 @@
+"""Callbacks: what runs around the training loop's steps, without the loop knowing what.
+
+A callback overrides the hooks it needs. :class:`ProgressBar` shows the run, and
+:class:`EarlyStopping` ends it by scikit-learn's rule; checkpoints are the
+:class:`~anynet.training.checkpoints.Checkpointer`'s. The estimator, the command line and a
+script of your own hand the same objects to :func:`~anynet.training.train`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from array_api_compat import array_namespace
+
+__all__ = ["Callback", "EarlyStopping", "ProgressBar"]
+
+Array = Any
+
+
+class Callback:
+    """Hooks into :func:`~anynet.training.train`; each receives the
+    :class:`~anynet.training.TrainState`. Override what you need."""
+
+    def on_train_begin(self, state: Any) -> None:
+        """Before the first step (``state.epochs`` and ``state.batches_per_epoch`` are set)."""
+
+    def on_step_end(self, state: Any) -> None:
+        """After each optimizer step (keep it cheap: it runs on the hot path)."""
+
+    def on_epoch_end(self, state: Any) -> None:
+        """After each epoch's metrics are logged; set ``state.stop = True`` to stop."""
+
+    def on_interrupt(self, state: Any) -> None:
+        """On Ctrl-C, with the state of the last completed step."""
+
+    def on_train_end(self, state: Any) -> None:
+        """Last, however the run ended (also after an error)."""
+
+
+class EarlyStopping(Callback):
+    """Stop when a metric has not improved by ``tol`` for more than ``patience`` epochs,
+    scikit-learn's ``MLPClassifier`` rule.
+
+    ``monitor='loss'`` (lower is better) or a score such as ``'val_accuracy'`` (higher is
+    better). With ``restore_best``, the best epoch's parameters are kept in
+    :attr:`best_params` (a copy), for the caller to put back at the end.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "loss",
+        *,
+        tol: float = 1e-4,
+        patience: int = 10,
+        restore_best: bool = False,
+    ):
+        self.monitor = monitor
+        self.tol = float(tol)
+        self.patience = int(patience)
+        self.restore_best = restore_best
+        self.higher_is_better = monitor != "loss" and not monitor.endswith("loss")
+        self.best = -math.inf if self.higher_is_better else math.inf
+        self.best_params: dict[str, Array] | None = None
+        self.no_improvement = 0
+
+    def _update(self, value: float) -> bool:
+        """Count one epoch's value; whether it is the best so far."""
+        if self.higher_is_better:
+            self.no_improvement = 0 if value >= self.best + self.tol else self.no_improvement + 1
+            improved = value > self.best
+        else:
+            self.no_improvement = 0 if value <= self.best - self.tol else self.no_improvement + 1
+            improved = value < self.best
+        if improved:
+            self.best = value
+        return improved
+
+    def on_epoch_end(self, state: Any) -> None:
+        if self._update(state.history[self.monitor][-1]) and self.restore_best:
+            # A copy: a fused step goes on updating its parameters in place.
+            xp = array_namespace(*state.params.values())
+            self.best_params = {k: xp.asarray(v, copy=True) for k, v in state.params.items()}
+        if self.no_improvement > self.patience:
+            state.stop = True
+
+    def replay(self, history: Mapping[str, list[float]]) -> bool:
+        """Run the rule over the epochs of a resumed run's ``history``; whether it would have
+        stopped."""
+        stop = False
+        for value in history.get(self.monitor, []):
+            self._update(value)
+            stop = stop or self.no_improvement > self.patience
+        return stop
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar on stderr: epoch, loss, metrics and samples per second.
+
+    The running loss is read from the device ``every`` batches (default: ten times an epoch);
+    each read is a synchronization.
+    """
+
+    def __init__(self, every: int | None = None, file: Any = None):
+        self.every = every
+        self.file = file
+        self.bar = None
+
+    def on_train_begin(self, state: Any) -> None:
+        from tqdm.auto import tqdm
+
+        n = state.batches_per_epoch
+        self.bar = tqdm(
+            total=max(0, (state.epochs - state.epoch) * n - state.batch),
+            unit="batch",
+            file=self.file or sys.stderr,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        self._every = self.every or max(1, n // 10)
+        self._t0 = time.perf_counter()
+        self._seen = 0
+
+    def on_step_end(self, state: Any) -> None:
+        self.bar.update(1)
+        self._seen = state.seen
+        if state.batch % self._every == 0 or state.batch == state.batches_per_epoch:
+            total, seen = state.epoch_loss_so_far()
+            rate = state.seen / max(time.perf_counter() - self._t0, 1e-9)
+            self.bar.set_description(f"epoch {state.epoch + 1}/{state.epochs}")
+            self.bar.set_postfix_str(f"loss {total / seen:.4f}, {rate:,.0f} samples/s")
+
+    def on_epoch_end(self, state: Any) -> None:
+        metrics = {k: v[-1] for k, v in state.history.items()}
+        seconds = metrics.pop("epoch_seconds", 0.0)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        rate = f", {self._seen / seconds:,.0f} samples/s" if seconds > 0 else ""
+        self.bar.set_postfix_str(shown + rate)
+        self._t0 = time.perf_counter()
+
+    def on_train_end(self, state: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,254 @@
+"""The training loop shared by :class:`anynet.NNClassifier`, ``anynet train`` and your own code.
+
+One loop: epochs of batches from a :class:`~anynet.data.DataLoader`, one call of a training
+step (:class:`anynet.nn.Step`: the generic one, or a fused one that
+:func:`~anynet.training.select_step` picks) per batch, and callbacks around them (progress,
+early stopping, checkpoints: :mod:`anynet.training.callbacks`). Inside an epoch nothing is read
+back from the device unless a callback asks (a progress bar, a few times per epoch): every read
+is a synchronization.
+
+Randomness is a pure function of where the run is: the loader's shuffle of epoch k depends on
+``(seed, k)`` and the dropout masks of batch b on ``(seed, k, b)``, whether the run went straight
+through or was resumed, even mid-epoch. That is what makes a resumed run's weights equal an
+uninterrupted run's, bit for bit on NumPy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from anynet.backends import Backend, derive_seed
+from anynet.errors import DataError, NonFiniteLossError
+from anynet.nn.step import Step
+
+__all__ = ["TrainState", "train"]
+
+Array = Any
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: what callbacks see and checkpoints save.
+
+    ``epoch`` counts completed epochs; ``step`` counts optimizer steps over the whole run;
+    ``batch`` is the number of batches done in the epoch in progress (0 between epochs).
+    ``history`` holds one value per completed epoch for each metric. The parameters and the
+    optimizer state are the training step's (:attr:`train_step`), read through
+    :attr:`params` and :attr:`opt_state`.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    stop: bool = False
+    #: The step object training runs, bound by :func:`train`.
+    train_step: Step | None = field(default=None, repr=False)
+    #: The epoch count :func:`train` runs to, and the batches in one epoch.
+    epochs: int = 0
+    batches_per_epoch: int = 0
+    # The epoch in progress: its batch losses (device scalars, sums over the batch), the
+    # samples they cover, and the loss sum and sample count carried over from before a
+    # mid-epoch resume.
+    batch_losses: list[Array] = field(default_factory=list, repr=False)
+    seen: int = 0
+    carried_loss: float = 0.0
+    carried_seen: int = 0
+    _backend: Backend | None = field(default=None, repr=False)
+
+    @property
+    def params(self) -> dict[str, Array]:
+        """The training step's parameters (views into its buffers for a fused step)."""
+        return self.train_step.params
+
+    @property
+    def opt_state(self) -> Any:
+        """The training step's optimizer state, in the optimizer's structure."""
+        return self.train_step.opt_state
+
+    @property
+    def path(self) -> str:
+        """Which step ran: ``'generic'``, or a fast path's name."""
+        return self.train_step.name if self.train_step is not None else "generic"
+
+    def epoch_loss_so_far(self) -> tuple[float, int]:
+        """Summed loss and samples of the epoch in progress (reads the device once).
+
+        Raises
+        ------
+        NonFiniteLossError
+            A batch loss of the epoch is NaN or infinite; the message names the step.
+        """
+        total = self.carried_loss
+        if self.batch_losses:
+            host = self._host_losses()
+            total += float(host.sum(dtype="float64"))
+        return total, self.carried_seen + self.seen
+
+    def _host_losses(self) -> np.ndarray:
+        """The batch losses of this epoch on the host, after raising if any is not finite."""
+        be = self._backend
+        host = be.to_numpy(be.xp.stack(self.batch_losses)).astype("float64")
+        bad = np.flatnonzero(~np.isfinite(host))
+        if bad.size:
+            i = int(bad[0])
+            first = self.step - len(self.batch_losses)
+            raise NonFiniteLossError(
+                f"the training loss became {host[i]} at epoch {self.epoch + 1}, step {i + 1} "
+                f"of the epoch (global step {first + i + 1}); training stopped. Lower the "
+                "learning rate, scale the inputs (standardize), or check the data for NaN. The "
+                "last checkpoint, if any, holds the last good parameters."
+            )
+        return host
+
+    def log(self, **metrics: float) -> None:
+        """Append one value per metric to :attr:`history`."""
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(float(value))
+
+
+def _check_labels_fit(model: Any, loader: Any) -> None:
+    """Refuse labels the model has no output for: the generic losses would train on garbage
+    (a one-hot row of zeros), and the fused steps' kernels index the logits by label, so an
+    out-of-range one reads and writes outside them (a crash on the CPU or the GPU)."""
+    n_classes = getattr(loader, "n_classes", None)
+    layers = getattr(model, "layers", (model,))
+    width = next((lyr.n_out for lyr in reversed(layers) if hasattr(lyr, "n_out")), None)
+    if n_classes is not None and width is not None and n_classes > width:
+        raise DataError(
+            f"the loader's labels run from 0 to {n_classes - 1} ({n_classes} classes), but the "
+            f"model has {width} outputs. Give the last Dense layer n_out={n_classes}, or check "
+            "the labels (they must be 0 to the number of classes - 1)."
+        )
+
+
+def train(
+    step: Step,
+    loader: Any,
+    *,
+    epochs: int,
+    seed: int = 0,
+    state: TrainState | None = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    l2_per_sample: bool = False,
+    validate: Callable[[dict[str, Array]], dict[str, float]] | None = None,
+    callbacks: Sequence[Any] = (),
+    backend: Backend | None = None,
+) -> TrainState:
+    """Train until ``state.epoch == epochs`` or a callback stops the run.
+
+    Parameters
+    ----------
+    step : anynet.nn.Step
+        The training step, holding the parameters and optimizer state it starts from:
+        :func:`~anynet.training.select_step` gives the fastest one for a model and backend.
+        Its parameters are updated (in place, for a fused step).
+    loader : anynet.data.DataLoader
+        Training batches; it must draw its shuffle from ``(its seed, epoch)``.
+    epochs : int
+        The epoch count to reach (not how many more to run).
+    seed : int
+        Seeds the dropout masks, per batch.
+    state : TrainState, optional
+        Where to continue from (a resumed run: its ``epoch``, ``step``, ``batch`` and
+        ``history``; the batches already done in ``state.batch`` are skipped). Default: a
+        fresh run.
+    l1, l2 : float
+        Penalty strengths, as for :func:`anynet.nn.loss_and_grads`. With ``l2_per_sample``
+        the L2 strength is divided by each batch's size (scikit-learn's ``alpha``).
+    validate : callable, optional
+        ``validate(params) -> {'val_accuracy': ..., ...}`` after each epoch.
+    callbacks : sequence of Callback
+        See :class:`anynet.training.Callback`.
+    backend : Backend, optional
+        Where the arrays live; default: the loader's.
+
+    Returns
+    -------
+    TrainState
+
+    Raises
+    ------
+    DataError
+        Before any step, if the loader's labels need more outputs than the model has.
+    NonFiniteLossError
+        A batch loss was NaN or infinite; the message names the epoch and step. Parameters
+        of that epoch are not handed to callbacks, so the last checkpoint stays the last good.
+    KeyboardInterrupt
+        After every callback's ``on_interrupt`` ran (a checkpointer saves there).
+
+    Examples
+    --------
+    >>> import numpy as np, anynet
+    >>> from anynet import nn
+    >>> from anynet.data import DataLoader
+    >>> from anynet.training import select_step, train
+    >>> be = anynet.get_backend("numpy")
+    >>> X, y = np.random.default_rng(0).random((64, 4)), np.arange(64) % 2
+    >>> loader = DataLoader(X, y, 16, seed=0, normalize=None, backend=be)
+    >>> model = nn.Sequential(nn.Dense(4, 8), nn.ReLU(), nn.Dense(8, 2))
+    >>> params = model.init_params(rng=be.host_generator(0), backend=be)
+    >>> step = select_step(model, nn.adam(0.01), params, backend=be)
+    >>> state = train(step, loader, epochs=3)
+    >>> state.epoch, state.step, len(state.history["loss"])
+    (3, 12, 3)
+    """
+    backend = backend if backend is not None else loader.backend
+    state = TrainState() if state is None else state
+    state.train_step, state._backend = step, backend
+    state.epochs, state.batches_per_epoch = int(epochs), len(loader)
+    _check_labels_fit(step.model, loader)
+    mean = getattr(step, "reduction", "mean") == "mean"
+    try:
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        while state.epoch < epochs and not state.stop:
+            epoch = state.epoch
+            loader.set_epoch(epoch)
+            if state.batch == 0:  # a fresh epoch; a resumed one keeps what it carried
+                state.carried_loss, state.carried_seen = 0.0, 0
+            state.batch_losses, state.seen = [], 0
+            t0 = time.perf_counter()
+            for b, (X, y) in enumerate(loader):
+                if b < state.batch:  # resumed mid-epoch: these steps are already in params
+                    continue
+                n = int(X.shape[0])
+                # Dropout masks from a generator named by (seed, epoch, batch): a run resumed
+                # mid-epoch draws exactly the masks the uninterrupted run drew.
+                rng = backend.generator(derive_seed(seed, epoch, b, 1)) if step.needs_rng else None
+                value = step(X, y, l1=l1, l2=l2 / n if l2_per_sample else l2, rng=rng)
+                state.step += 1
+                state.batch = b + 1
+                state.batch_losses.append(value * n if mean else value)  # a batch sum
+                state.seen += n
+                for cb in callbacks:
+                    cb.on_step_end(state)
+            if state.carried_seen + state.seen == 0:
+                raise ValueError("the loader gave no batches: is the data set empty?")
+            # One read per epoch: the batch losses, checked before anything else sees params.
+            total, seen = state.epoch_loss_so_far()
+            metrics = {"loss": total / seen, "epoch_seconds": time.perf_counter() - t0}
+            if validate is not None:
+                metrics.update(validate(state.params))
+            # The epoch counts as done only once its metrics are in the history: a Ctrl-C
+            # during validation leaves it at its last batch, and the resumed run validates it.
+            state.log(**metrics)
+            state.epoch, state.batch = epoch + 1, 0
+            state.batch_losses, state.seen = [], 0
+            state.carried_loss, state.carried_seen = 0.0, 0
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+    except KeyboardInterrupt:
+        for cb in callbacks:
+            cb.on_interrupt(state)
+        raise
+    finally:
+        for cb in callbacks:
+            cb.on_train_end(state)
+    return state

@@ -1,0 +1,183 @@
+"""The training loop's seams: any step object, and callbacks that need no estimator."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import anynet
+from anynet import nn
+from anynet.data import DataLoader
+from anynet.errors import NonFiniteLossError
+from anynet.io import load_checkpoint
+from anynet.training import (
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    ProgressBar,
+    TrainState,
+    read_checkpoint,
+    select_step,
+    train,
+)
+
+be = anynet.get_backend("numpy")
+data = np.random.default_rng(0)
+X = data.normal(size=(90, 6)).astype("float32")
+y = data.integers(0, 3, size=90)
+
+
+def make_model():
+    return nn.Sequential(nn.Dense(6, 10), nn.ReLU(), nn.Dropout(0.2), nn.Dense(10, 3))
+
+
+def make_step(fast=True, params=None, opt_state=None):
+    model = make_model()
+    if params is None:
+        params = model.init_params(rng=be.host_generator(1), backend=be)
+    return select_step(model, nn.adam(0.01), params, opt_state, backend=be, fast=fast)
+
+
+def loader():
+    return DataLoader(X, y, 16, backend=be, seed=3, normalize=None)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "generic"])
+def test_the_two_halves_of_a_step_are_the_whole_step(fast):
+    whole, halves = make_step(fast), make_step(fast)
+    rng = be.generator(4)
+    loss = whole(X[:16], y[:16], l2=0.01, rng=rng)
+    rng = be.generator(4)
+    loss2 = halves.compute_grads(X[:16], y[:16], l2=0.01, rng=rng)
+    # The gradients are there between the halves, in the engine's structure.
+    assert sorted(halves.grads) == sorted(halves.params)
+    halves.apply_grads()
+    assert float(loss) == float(loss2)
+    for k in whole.params:
+        np.testing.assert_array_equal(whole.params[k], halves.params[k])
+
+
+def test_a_steps_gradients_are_the_engines():
+    fused, generic = make_step(True), make_step(False)
+    assert fused.name.startswith("fused") and generic.name == "generic"
+    model = make_model()
+    params = {k: np.array(v) for k, v in generic.params.items()}
+    for step in (fused, generic):
+        step.compute_grads(X[:16], y[:16], rng=be.generator(4))
+    _, want = nn.loss_and_grads(model, params, X[:16], y[:16], rng=be.generator(4))
+    for k in want:
+        np.testing.assert_allclose(fused.grads[k], want[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(generic.grads[k], want[k], rtol=1e-6, atol=1e-7)
+
+
+class AveragingStep(nn.Step):
+    """A stand-in for a data-parallel step: it wraps another step and changes the gradients
+    between the halves (here: averages two copies of them, which must change nothing)."""
+
+    def __init__(self, inner):
+        self.inner, self.model, self.name = inner, inner.model, f"averaged {inner.name}"
+        self.needs_rng, self.calls = inner.needs_rng, 0
+
+    params = property(lambda self: self.inner.params)
+    opt_state = property(lambda self: self.inner.opt_state)
+    grads = property(lambda self: self.inner.grads)
+
+    def compute_grads(self, X, y, **kw):
+        loss = self.inner.compute_grads(X, y, **kw)
+        for g in self.inner.grads.values():
+            g[...] = (g + g) / 2
+        self.calls += 1
+        return loss
+
+    def apply_grads(self):
+        self.inner.apply_grads()
+
+
+def test_the_loop_takes_any_step():
+    plain = train(make_step(), loader(), epochs=2, seed=5)
+    wrapped_step = AveragingStep(make_step())
+    wrapped = train(wrapped_step, loader(), epochs=2, seed=5)
+    assert wrapped_step.calls == plain.step == wrapped.step == 12
+    assert wrapped.path == f"averaged {plain.path}"
+    for k in plain.params:
+        np.testing.assert_array_equal(plain.params[k], wrapped.params[k])
+
+
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop", [4, 6, 9])  # mid-epoch, at its end, in the next
+def test_checkpoints_resume_exactly_without_the_estimator(tmp_path, stop):
+    straight = train(make_step(), loader(), epochs=3, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            make_step(),
+            loader(),
+            epochs=3,
+            seed=5,
+            callbacks=[Checkpointer(tmp_path), StopAt(stop)],
+        )
+    path = tmp_path / "checkpoint.safetensors"
+    state, ckpt = read_checkpoint(path, backend=be, param_shapes=make_model().param_shapes())
+    # An interrupt after an epoch's last step leaves that epoch unlogged: epoch 0, batch 6.
+    assert (state.step, state.epoch, state.batch) == (stop, (stop - 1) // 6, (stop - 1) % 6 + 1)
+    step = make_step(params=ckpt.params, opt_state=ckpt.opt_state)
+    resumed = train(step, loader(), epochs=3, seed=5, state=state)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-6)
+
+
+def test_a_checkpoint_of_other_shapes_is_refused(tmp_path):
+    train(make_step(), loader(), epochs=1, callbacks=[Checkpointer(tmp_path)])
+    other = nn.Sequential(nn.Dense(6, 4), nn.ReLU(), nn.Dense(4, 3))
+    with pytest.raises(anynet.errors.ModelFileError, match="do not fit this network"):
+        read_checkpoint(
+            tmp_path / "checkpoint.safetensors", backend=be, param_shapes=other.param_shapes()
+        )
+
+
+def test_a_non_finite_step_never_overwrites_the_last_checkpoint(tmp_path):
+    """With checkpoints every few steps, the write after a NaN step would have replaced the last
+    good checkpoint (and every resume would then fail): the losses are checked first."""
+    X_bad = X.copy()
+    X_bad[64:] = 3e38  # finite, but batch 5 overflows the first layer: the loss turns NaN
+    bad = DataLoader(X_bad, y, 16, backend=be, seed=3, normalize=None, shuffle=False)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 5 of the epoch"):
+        train(make_step(), bad, epochs=1, callbacks=[Checkpointer(tmp_path, every_steps=2)])
+    ckpt = load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy")
+    assert ckpt.step == 4
+    assert all(np.isfinite(p).all() for p in ckpt.params.values())
+
+
+def test_early_stopping_stops_and_replays():
+    stopper = EarlyStopping("loss", tol=10.0, patience=1)
+    state = train(make_step(), loader(), epochs=10, callbacks=[stopper])
+    assert state.stop and state.epoch == 3  # no improvement by 10 in epochs 2 and 3
+    again = EarlyStopping("loss", tol=10.0, patience=1)
+    assert again.replay(state.history)  # a resumed run stays stopped
+    assert not EarlyStopping("loss", tol=10.0, patience=1).replay(
+        {"loss": state.history["loss"][:2]}
+    )
+
+
+def test_progress_bar_writes_where_it_is_told():
+    out = io.StringIO()
+    train(make_step(), loader(), epochs=2, callbacks=[ProgressBar(file=out)])
+    text = out.getvalue()
+    assert "epoch 2/2" in text and "loss" in text and "samples/s" in text
+
+
+def test_a_fresh_state_and_a_given_one():
+    state = TrainState()
+    out = train(make_step(), loader(), epochs=1, state=state)
+    assert out is state and state.epoch == 1 and state.step == 6 and state.epochs == 1
+    assert state.batches_per_epoch == 6 and state.path.startswith("fused")
