@@ -1,8 +1,10 @@
-"""Train on a CUDA GPU with CuPy: the data set is copied to the device once, and every batch is
-shuffled, gathered and normalized there.
+"""Train on a CUDA GPU, with CuPy unless --backend names another: the data set is copied to the
+device once, and every batch is shuffled, gathered and normalized there.
 
     pip install '.[cuda12]'           # from a checkout; or '.[cuda13]'
-    python examples/train_gpu.py      # add --device 1 for the second GPU
+    python examples/train_gpu.py                        # CuPy on GPU 0
+    python examples/train_gpu.py --backend cupy:1       # the second GPU
+    python examples/train_gpu.py --backend torch:cuda   # PyTorch tensors on the GPU
 
 On a machine without a GPU it says so and exits with status 2.
 """
@@ -19,13 +21,15 @@ from anynet.datasets import load_fashion_mnist
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", type=int, default=0, help="GPU number")
+    parser.add_argument(
+        "--backend", default="cupy", help="a GPU backend: cupy (default), cupy:N, torch:cuda:N"
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
 
     try:
-        be = anynet.get_backend(f"cupy:{args.device}")
+        be = anynet.get_backend(args.backend)
     except anynet.BackendUnavailableError as exc:
         print(f"train_gpu.py: no GPU to train on: {exc}", file=sys.stderr)
         return 2
