@@ -85,8 +85,18 @@ def backend(request) -> anynet.Backend:
         pytest.skip(str(exc).split(". ")[0])
 
 
+def _unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here, in one line, or None if it can."""
+    try:
+        anynet.get_backend(TEST_SPECS.get(name, name))
+    except BackendUnavailableError as exc:
+        return str(exc).split(". ")[0]
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     selected = selected_backends(config)
+    why_not: dict[str, str | None] = {}
     for item in items:
         uses_backend = "backend" in getattr(item, "fixturenames", ())
         if uses_backend or item.get_closest_marker("every_session") is not None:
@@ -96,3 +106,9 @@ def pytest_collection_modifyitems(config, items):
         if home not in selected:
             reason = f"backend-independent: runs in the {home} session"
             item.add_marker(pytest.mark.skip(reason=reason))
+        elif needs:
+            # Selected but not installed here: one skip with the reason, as the fixture gives.
+            if home not in why_not:
+                why_not[home] = _unavailable(home)
+            if why_not[home]:
+                item.add_marker(pytest.mark.skip(reason=why_not[home]))
