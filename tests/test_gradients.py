@@ -34,10 +34,10 @@ def layer_objective(layer, backend, R, *, train=False, seed=None):
 LAYERS = [
     pytest.param(nn.Dense(5, 4), (6, 5), id="dense"),
     pytest.param(nn.Dense(5, 4, bias=False), (6, 5), id="dense-nobias"),
-    pytest.param(nn.Sigmoid(), (6, 5), id="sigmoid"),
-    pytest.param(nn.Tanh(), (6, 5), id="tanh"),
-    pytest.param(nn.ReLU(), (6, 5), id="relu"),
-    pytest.param(nn.LeakyReLU(0.1), (6, 5), id="leaky_relu"),
+    # Every hidden-layer activation anynet has, as it registers them: a new one is checked here
+    # without this list changing.
+    *(pytest.param(cls(), (6, 5), id=key) for key, cls in sorted(nn.ACTIVATIONS.items())),
+    pytest.param(nn.LeakyReLU(0.1), (6, 5), id="leaky_relu-0.1"),
     pytest.param(nn.Softmax(), (6, 5), id="softmax"),
     pytest.param(nn.LogSoftmax(), (6, 5), id="log_softmax"),
     pytest.param(nn.Flatten(), (3, 2, 4), id="flatten"),

@@ -35,11 +35,11 @@ def torch_mlp_grads(params, X, y, activation, loss, l2):
     return value.item(), {k: v.grad.numpy() for k, v in t.items()}
 
 
+# Every hidden-layer activation anynet registers, against PyTorch's function of the same name
+# (scikit-learn's 'logistic' is PyTorch's sigmoid); defaults agree (LeakyReLU's slope 0.01).
 ACTIVATIONS = {
-    "relu": (nn.ReLU, torch.relu),
-    "sigmoid": (nn.Sigmoid, torch.sigmoid),
-    "tanh": (nn.Tanh, torch.tanh),
-    "leaky_relu": (lambda: nn.LeakyReLU(0.01), torch.nn.functional.leaky_relu),
+    key: (cls, getattr(torch.nn.functional, "sigmoid" if key == "logistic" else key))
+    for key, cls in nn.ACTIVATIONS.items()
 }
 
 
