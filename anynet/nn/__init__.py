@@ -5,23 +5,8 @@ banned-import rule guards it): arrays come in from a :class:`~anynet.backends.Ba
 namespace ``xp`` is taken from them or passed down.
 """
 
-from anynet.nn import functional, init, losses, optim, penalties
-from anynet.nn.layers import (
-    ACTIVATIONS,
-    LAYERS,
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    Softmax,
-    Tanh,
-    layer_from_config,
-)
+from anynet.nn import functional, init, layers, losses, optim, penalties
+from anynet.nn.layers import *  # noqa: F403 (every layer class, as anynet.nn.layers lists them)
 from anynet.nn.losses import (
     mean_squared_error,
     nll_loss,
@@ -34,22 +19,10 @@ from anynet.nn.penalties import l1_penalty, l2_penalty
 from anynet.nn.step import GenericStep, Step, loss_and_grads, train_step
 
 __all__ = [
-    "ACTIVATIONS",
-    "LAYERS",
-    "Dense",
-    "Dropout",
-    "Flatten",
+    *layers.__all__,
     "GenericStep",
-    "Layer",
-    "LeakyReLU",
-    "LogSoftmax",
     "ParamLayout",
-    "ReLU",
-    "Sequential",
-    "Sigmoid",
-    "Softmax",
     "Step",
-    "Tanh",
     "adam",
     "adamw",
     "apply_updates",
@@ -57,7 +30,6 @@ __all__ = [
     "init",
     "l1_penalty",
     "l2_penalty",
-    "layer_from_config",
     "loss_and_grads",
     "losses",
     "mean_squared_error",

@@ -21,22 +21,8 @@ from array_api_compat import array_namespace
 from anynet.nn import functional as F
 from anynet.nn.init import get_initializer
 
-__all__ = [
-    "ACTIVATIONS",
-    "LAYERS",
-    "Dense",
-    "Dropout",
-    "Flatten",
-    "Layer",
-    "LeakyReLU",
-    "LogSoftmax",
-    "ReLU",
-    "Sequential",
-    "Sigmoid",
-    "Softmax",
-    "Tanh",
-    "layer_from_config",
-]
+# __all__ is completed at the end of the module with every registered layer class.
+__all__ = ["ACTIVATIONS", "LAYERS", "Layer", "layer_from_config"]
 
 Array = Any
 Params = Mapping[str, Array]
@@ -471,3 +457,8 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
         return f"Sequential(\n{inner}\n)"
+
+
+# Every public layer, as registered: ``from anynet.nn.layers import *`` (anynet.nn does) gives
+# a new layer class without anyone listing it.
+__all__ += sorted(LAYERS)
