@@ -302,6 +302,10 @@ MODELS = {
     "log_softmax": lambda: nn.Sequential(
         nn.Dense(12, 16), nn.ReLU(), nn.Dense(16, 5), nn.LogSoftmax()
     ),
+    # The derivative reads the activation's input: the stage keeps it beside the output.
+    "silu-dropout": lambda: nn.Sequential(
+        nn.Dense(12, 16), nn.SiLU(), nn.Dropout(0.2), nn.Dense(16, 5)
+    ),
 }
 LOSS_FOR = {"log_softmax": "nll", "seed-nobias": "sigmoid_binary_cross_entropy"}
 TRAINING_OPTIMIZERS = {

@@ -166,3 +166,14 @@ def test_only_anynets_public_layers_can_be_built_from_a_name():
         with pytest.raises(ValueError, match="unknown layer type"):
             nn.layer_from_config(name, {})
     assert nn.layer_from_config("Dense", {"n_in": 2, "n_out": 3}) == nn.Dense(2, 3)
+
+
+def test_silu_is_x_times_sigmoid_and_needs_its_input():
+    x = np.array([-30.0, -1.0, 0.0, 1.0, 30.0])
+    np.testing.assert_allclose(nn.functional.silu(x), x / (1 + np.exp(-x)), rtol=1e-15)
+    # Not monotonic: two inputs share an output with different slopes, so the derivative is
+    # written from the input, and the layer keeps it.
+    assert nn.SiLU.derivative_from == "input"
+    s = 1 / (1 + np.exp(-x))
+    want = s * (1 + x * (1 - s))
+    np.testing.assert_allclose(nn.functional.silu_backward(np.ones(5), x), want, rtol=1e-15)

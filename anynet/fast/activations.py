@@ -122,6 +122,7 @@ TABLE = _table(
         "where(a > 0, d, d * slope)",
         param="negative_slope",
     ),
+    Activation(L.SiLU, "z * sigmoid(z)", "d * sigmoid(z) * (1 + z * (1 - sigmoid(z)))"),
 )
 
 IDENTITY = TABLE[0]

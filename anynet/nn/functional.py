@@ -26,6 +26,8 @@ __all__ = [
     "relu_backward",
     "sigmoid",
     "sigmoid_backward",
+    "silu",
+    "silu_backward",
     "softmax",
     "softmax_backward",
     "tanh",
@@ -93,6 +95,19 @@ def leaky_relu_backward(
     where ``y > 0`` exactly when ``x > 0``)."""
     xp = _xp(dy, xp)
     return xp.where(y > 0, dy, dy * negative_slope)
+
+
+def silu(x: Array, /, *, xp: Any | None = None) -> Array:
+    """The sigmoid-weighted linear unit ``x * sigmoid(x)`` (SiLU, or swish; PyTorch's
+    ``silu``)."""
+    return x * sigmoid(x, xp=xp)
+
+
+def silu_backward(dy: Array, x: Array, /, *, xp: Any | None = None) -> Array:
+    """Gradient through SiLU, from its *input* ``x`` (its output does not determine the slope:
+    SiLU is not monotonic): ``dy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    s = sigmoid(x, xp=xp)
+    return dy * s * (1 + x * (1 - s))
 
 
 def softmax(x: Array, /, *, axis: int = -1, xp: Any | None = None) -> Array:

@@ -286,6 +286,19 @@ class LeakyReLU(_Activation):
         return {"negative_slope": self.negative_slope}
 
 
+class SiLU(_Activation):
+    """``x * sigmoid(x)``, element-wise (SiLU, or swish), as ``torch.nn.SiLU``."""
+
+    key = "silu"
+    derivative_from = "input"
+
+    def _f(self, X, xp):
+        return F.silu(X, xp=xp)
+
+    def _df(self, dY, X, xp):
+        return F.silu_backward(dY, X, xp=xp)
+
+
 class Softmax(_Activation):
     """Softmax over the last axis (max-shifted: never overflows)."""
 
