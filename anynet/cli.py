@@ -47,8 +47,11 @@ def add_info(subparsers) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from anynet.fast import cpu_path
+
     versions = _versions()
     status = backend_status()
+    step, why = cpu_path()
     if args.json:
         print(
             json.dumps(
@@ -64,6 +67,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                         }
                         for s in status
                     ],
+                    "cpu_training_step": {"name": step, "why": why},
                 },
                 indent=2,
             )
@@ -82,6 +86,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+    print()
+    print(f"training step on the CPU (numpy): {step} ({why})")
     return 0
 
 

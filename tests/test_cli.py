@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import anynet
 from anynet.cli import main
 
@@ -25,6 +27,20 @@ def test_info_json_agrees_with_available_backends(capsys):
     names = [b["name"] for b in data["backends"] if b["available"]]
     assert names == anynet.available_backends()
     assert all(b["reason"] for b in data["backends"] if not b["available"])
+
+
+@pytest.mark.parametrize(
+    ("env", "step"),
+    [({}, "fused cpu"), ({"ANYNET_NUMBA": "0"}, "fused cpu (NumPy passes only: ANYNET_NUMBA=0)")],
+)
+def test_info_says_which_cpu_step_trains_and_why(capsys, monkeypatch, env, step):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["info"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"training step on the CPU (numpy): {step}")
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cpu_training_step"]["name"].startswith("fused")
 
 
 def test_console_script_entry_point_runs():

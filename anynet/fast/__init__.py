@@ -49,7 +49,7 @@ def cpu_path() -> tuple[str, str]:
     kernels, note = load()
     if kernels is None:
         return "fused cpu", f"NumPy passes only: {note}"
-    return "fused cpu + numba", f"compiled kernels ({note})"
+    return "fused cpu + numba", f"{note} kernels"
 
 
 def _cuda_ops(backend: Any) -> Any:
