@@ -247,10 +247,10 @@ X_OK, Y_OK = indexed_data(10)
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be a positive int; got 0"),
-        ({"batch_size": -3}, ValueError, "batch_size must be a positive int; got -3"),
-        ({"batch_size": 2.5}, TypeError, "batch_size must be a positive int; got 2.5"),
-        ({"batch_size": True}, TypeError, "batch_size must be a positive int; got True"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1; got 0"),
+        ({"batch_size": -3}, ValueError, "batch_size must be an integer >= 1; got -3"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be an integer >= 1; got 2.5"),
+        ({"batch_size": True}, TypeError, "batch_size must be an integer >= 1; got True"),
         ({"batch_size": 11, "drop_last": True}, ValueError, "exceeds the 10 samples"),
         ({"y": Y_OK[:9]}, DataError, "X has 10 samples, y has 9 labels"),
         ({"y": Y_OK - 1}, DataError, "label -1; class labels must be 0 or more"),
@@ -271,10 +271,10 @@ X_OK, Y_OK = indexed_data(10)
             DataError,
             "standardizer was fitted on samples of shape",
         ),
-        ({"seed": -1}, ValueError, "seed must be a non-negative int"),
-        ({"seed": 1.5}, TypeError, "seed must be a non-negative int"),
+        ({"seed": -1}, ValueError, "seed must be an integer >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an integer >= 0"),
         ({"shuffle": "yes"}, TypeError, "shuffle must be True or False"),
-        ({"max_device_bytes": 0}, ValueError, "max_device_bytes must be a positive int"),
+        ({"max_device_bytes": 0}, ValueError, "max_device_bytes must be an integer >= 1"),
         ({"max_device_bytes": 20}, ValueError, "max_device_bytes=20 cannot hold one chunk"),
         ({"pin_memory": True, "max_device_bytes": 100}, ValueError, "pin_memory=True needs"),
     ],
@@ -288,7 +288,7 @@ def test_bad_arguments_are_named(kwargs, error, message):
 
 def test_set_epoch_rejects_negative():
     loader = DataLoader(X_OK, Y_OK, 4, backend="numpy")
-    with pytest.raises(ValueError, match="epoch must be a non-negative int; got -1"):
+    with pytest.raises(ValueError, match="epoch must be an integer >= 0; got -1"):
         loader.set_epoch(-1)
 
 

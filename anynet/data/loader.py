@@ -12,7 +12,6 @@ of the next chunk overlaps the work on the current one. The batches are the same
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterator
 from math import prod
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from anynet.backends import Backend, derive_seed, get_backend, host_dtype
+from anynet.checks import check_choice, check_flag, check_int
 from anynet.errors import DataError
 
 __all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
@@ -109,12 +109,6 @@ def _default_budget(be: Backend) -> int | None:
     """Half the free memory of a GPU; no limit on the CPU (host memory is the data's home)."""
     free = be.free_device_memory()
     return None if free is None else free // 2
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 class DataLoader:
@@ -221,9 +215,9 @@ class DataLoader:
     ):
         be = get_backend(backend)
         self.backend = be
-        self.shuffle = _check_flag("shuffle", shuffle)
-        self.drop_last = _check_flag("drop_last", drop_last)
-        self.flatten = _check_flag("flatten", flatten)
+        self.shuffle = check_flag("shuffle", shuffle)
+        self.drop_last = check_flag("drop_last", drop_last)
+        self.flatten = check_flag("flatten", flatten)
 
         X = self._check_X(X)
         self.n_samples = int(X.shape[0])
@@ -308,17 +302,7 @@ class DataLoader:
         return X
 
     def _check_batch_size(self, batch_size: Any) -> int:
-        if isinstance(batch_size, (bool, np.bool_)):
-            raise TypeError(f"batch_size must be a positive int; got {batch_size!r}")
-        try:
-            value = operator.index(batch_size)
-        except TypeError:
-            raise TypeError(
-                f"batch_size must be a positive int; got {batch_size!r} "
-                f"({type(batch_size).__name__})"
-            ) from None
-        if value < 1:
-            raise ValueError(f"batch_size must be a positive int; got {value}. Use e.g. 64.")
+        value = check_int("batch_size", batch_size, minimum=1, hint="Use e.g. 64")
         if self.drop_last and value > self.n_samples:
             raise ValueError(
                 f"batch_size={value} exceeds the {self.n_samples} samples and drop_last=True: "
@@ -344,12 +328,7 @@ class DataLoader:
                 "numbers, cast them with y.astype('int64')."
             )
         if num_classes is not None:
-            if isinstance(num_classes, (bool, np.bool_)) or not isinstance(
-                num_classes, (int, np.integer)
-            ):
-                raise TypeError(f"num_classes must be a positive int; got {num_classes!r}")
-            if num_classes < 1:
-                raise ValueError(f"num_classes must be a positive int; got {num_classes}")
+            num_classes = check_int("num_classes", num_classes, minimum=1)
         low, high = int(y.min()), int(y.max())
         if low < 0:
             raise DataError(
@@ -378,11 +357,7 @@ class DataLoader:
         return value
 
     def _check_normalize(self, normalize: Any, X: np.ndarray) -> str | None:
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(
-                f"normalize must be one of 'unit', 'standardize', 'symmetric' or None; got "
-                f"{normalize!r}"
-            )
+        check_choice("normalize", normalize, NORMALIZATIONS)
         if normalize in ("unit", "symmetric") and X.dtype != np.uint8:
             raise DataError(
                 f"normalize={normalize!r} divides by 255 and needs uint8 pixels, but X is "
@@ -394,11 +369,7 @@ class DataLoader:
         if seed is None:
             # Drawn once, so that set_epoch still reproduces this loader's own epochs.
             return int(np.random.SeedSequence().generate_state(1)[0])
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be a non-negative int or None; got {seed!r}")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int or None; got {seed}")
-        return int(seed)
+        return check_int("seed", seed, minimum=0, hint="or None for a seed drawn once")
 
     def _check_standardizer(self, standardizer: Any, X: np.ndarray) -> Standardizer | None:
         if standardizer is not None and self.normalize != "standardize":
@@ -425,18 +396,12 @@ class DataLoader:
     def _check_budget(self, max_device_bytes: Any) -> int | None:
         if max_device_bytes is None:
             return _default_budget(self.backend)
-        if isinstance(max_device_bytes, (bool, np.bool_)) or not isinstance(
-            max_device_bytes, (int, np.integer)
-        ):
-            raise TypeError(f"max_device_bytes must be a positive int; got {max_device_bytes!r}")
-        if max_device_bytes < 1:
-            raise ValueError(f"max_device_bytes must be a positive int; got {max_device_bytes}")
-        return int(max_device_bytes)
+        return check_int("max_device_bytes", max_device_bytes, minimum=1)
 
     def _check_pin_memory(self, pin_memory: Any) -> bool:
         if pin_memory is None:
             return self.streaming and self.backend.pinned_streaming
-        pin = _check_flag("pin_memory", pin_memory)
+        pin = check_flag("pin_memory", pin_memory)
         if pin and not self.backend.pinned_streaming:
             raise ValueError(
                 f"pin_memory=True needs the 'cupy' backend; this loader runs on "
@@ -475,11 +440,7 @@ class DataLoader:
         Use it to resume a run: a loader with the same seed, set to epoch k, gives the batches
         an uninterrupted run gets in its epoch k.
         """
-        if isinstance(epoch, (bool, np.bool_)) or not isinstance(epoch, (int, np.integer)):
-            raise TypeError(f"epoch must be a non-negative int; got {epoch!r}")
-        if epoch < 0:
-            raise ValueError(f"epoch must be a non-negative int; got {epoch}")
-        self.epoch = int(epoch)
+        self.epoch = check_int("epoch", epoch, minimum=0)
 
     def order(self, epoch: int | None = None) -> Any:
         """The sample order of an epoch (default: the next) as int64 indices on the device,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from array_api_compat import array_namespace
 
+from anynet.checks import check_int, check_number
 from anynet.nn import functional as F
 from anynet.nn.init import get_initializer
 
@@ -106,12 +107,6 @@ def layer_from_config(name: str, config: Mapping[str, Any]) -> Layer:
     return LAYERS[name](**config)
 
 
-def _int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
 class Dense(Layer):
     """Fully connected layer ``Y = X @ W + b``.
 
@@ -140,8 +135,8 @@ class Dense(Layer):
         init: str = "glorot_uniform",
         bias_init: str = "zeros",
     ):
-        self.n_in = _int("n_in", n_in)
-        self.n_out = _int("n_out", n_out)
+        self.n_in = check_int("n_in", n_in, minimum=1)
+        self.n_out = check_int("n_out", n_out, minimum=1)
         self.bias = bool(bias)
         get_initializer(init), get_initializer(bias_init)  # fail now, not at init time
         self.init = init
@@ -271,10 +266,9 @@ class LeakyReLU(_Activation):
     key = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01):
-        negative_slope = float(negative_slope)
-        if not 0.0 <= negative_slope < 1.0 or math.isnan(negative_slope):
-            raise ValueError(f"negative_slope must be in [0, 1); got {negative_slope!r}")
-        self.negative_slope = negative_slope
+        self.negative_slope = check_number(
+            "negative_slope", negative_slope, low=0.0, high=1.0, high_open=True
+        )
 
     def _f(self, X, xp):
         return F.leaky_relu(X, self.negative_slope, xp=xp)
@@ -338,10 +332,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5):
-        p = float(p)
-        if not 0.0 <= p < 1.0 or math.isnan(p):
-            raise ValueError(f"dropout probability p must be in [0, 1); got {p!r}")
-        self.p = p
+        self.p = check_number("dropout probability p", p, low=0.0, high=1.0, high_open=True)
 
     def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True):
         if not train or self.p == 0.0:

@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 from array_api_compat import array_namespace
 
+from anynet.checks import check_number
+
 __all__ = [
     "FLUSH_SUBNORMAL_EVERY",
     "AdamState",
@@ -95,18 +97,6 @@ class LearningRateState(NamedTuple):
     count: int
 
 
-def _check(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number; got {value!r}") from None
-    ok = (low < value if low_open else low <= value) and value < high
-    if not ok or math.isnan(value):
-        interval = f"{'(' if low_open else '['}{low}, {high})"
-        raise ValueError(f"{name} must be in {interval}; got {value!r}")
-    return value
-
-
 def apply_updates(params: Tree, updates: Tree) -> dict[str, Array]:
     """``params + updates``, parameter by parameter."""
     return {name: p + updates[name] for name, p in params.items()}
@@ -133,7 +123,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> GradientTransform
     function of the step count (0, 1, ...) returning a Python float."""
     schedule = learning_rate if callable(learning_rate) else None
     if schedule is None:
-        fixed = -_check("learning_rate", learning_rate, 0.0, math.inf, low_open=True)
+        fixed = -check_number("learning_rate", learning_rate, low=0.0, low_open=True)
 
     def init(params):
         return LearningRateState(count=0)
@@ -148,7 +138,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> GradientTransform
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
     """Add ``weight_decay * param`` to each update (L2 regularisation when placed before the
     optimizer's scaling, decoupled weight decay when placed after it, as in AdamW)."""
-    weight_decay = _check("weight_decay", weight_decay, 0.0, math.inf)
+    weight_decay = check_number("weight_decay", weight_decay, low=0.0)
 
     def init(params):
         return EmptyState()
@@ -164,7 +154,7 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
 def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     """Momentum: ``t = g + decay * t``; the update is ``t``, or ``g + decay * t`` for
     Nesterov's momentum (PyTorch's formulation)."""
-    decay = _check("momentum", decay, 0.0, 1.0)
+    decay = check_number("momentum", decay, low=0.0, high=1.0, high_open=True)
 
     def init(params):
         if decay == 0.0:
@@ -187,9 +177,9 @@ def scale_by_adam(
 ) -> GradientTransformation:
     """Adam's direction ``m_hat / (sqrt(v_hat) + eps)`` with bias-corrected moments
     (Kingma & Ba, 2015), as PyTorch computes it."""
-    beta1 = _check("beta1", beta1, 0.0, 1.0)
-    beta2 = _check("beta2", beta2, 0.0, 1.0)
-    eps = _check("eps", eps, 0.0, math.inf, low_open=True)
+    beta1 = check_number("beta1", beta1, low=0.0, high=1.0, high_open=True)
+    beta2 = check_number("beta2", beta2, low=0.0, high=1.0, high_open=True)
+    eps = check_number("eps", eps, low=0.0, low_open=True)
 
     def init(params):
         return AdamState(count=0, mu=_zeros_like(params), nu=_zeros_like(params))
