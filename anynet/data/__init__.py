@@ -9,6 +9,7 @@
 The readers of data files live in :mod:`anynet.datasets`.
 """
 
-from anynet.data.loader import NORMALIZATIONS, DataLoader, Standardizer
+from anynet.data.loader import NORMALIZATIONS, DataLoader
+from anynet.data.standardizer import Standardizer
 
 __all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from anynet.backends import Backend, derive_seed, get_backend, host_dtype
 from anynet.checks import check_choice, check_flag, check_int
+from anynet.data.standardizer import Standardizer
 from anynet.errors import DataError
 
 __all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
@@ -31,78 +32,6 @@ NORMALIZATIONS = {
     "symmetric": "(x / 255 - 0.5) / 0.5, in [-1, 1] (torchvision's Normalize((0.5,), (0.5,)))",
     None: "no scaling: the stored values cast to the batch dtype",
 }
-
-
-class Standardizer:
-    """Per-feature mean and standard deviation, computed once on the host in float64.
-
-    Standardizing with statistics of the training set is what lifted the from-scratch
-    Fashion-MNIST MLP from 50% to 87% (scikit-learn's ``scale``). Fit it on the training set
-    and hand the same object to the test set's loader.
-
-    Parameters
-    ----------
-    mean, std : numpy.ndarray
-        Per-feature statistics, of the shape of one sample.
-
-    Attributes
-    ----------
-    mean, std : numpy.ndarray
-        float64, of the shape of one sample.
-    inv_std : numpy.ndarray
-        ``1 / std``, and 0 for features of zero variance: such a feature is constant on the
-        training set, where scikit-learn's ``scale`` leaves it at 0; with a factor of 0 it
-        stays 0 on every other set too, instead of becoming a raw outlier.
-    """
-
-    def __init__(self, mean: Any, std: Any):
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.asarray(std, dtype=np.float64)
-        if self.mean.shape != self.std.shape:
-            raise ValueError(
-                f"mean and std must have the same shape; got {self.mean.shape} and {self.std.shape}"
-            )
-        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std))):
-            raise ValueError("mean and std must be finite")
-        if np.any(self.std < 0):
-            raise ValueError("std must be non-negative")
-        # Below this a standard deviation is rounding noise around a constant feature.
-        tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(self.mean))
-        constant = self.std <= tiny
-        self.inv_std = np.divide(1.0, self.std, out=np.zeros_like(self.std), where=~constant)
-
-    @classmethod
-    def fit(cls, X: Any, *, chunk_rows: int = 8192) -> Standardizer:
-        """Compute the statistics of ``X`` (samples along axis 0) in float64, in chunks.
-
-        Two passes (mean, then squared deviations) keep the variance accurate; chunks keep
-        the float64 copy small (the whole training set in float64 would be 376 MB).
-        """
-        X = np.asarray(X)
-        if X.ndim < 1 or X.shape[0] == 0:
-            raise ValueError(f"cannot fit a Standardizer on an empty array of shape {X.shape}")
-        n = X.shape[0]
-        total = np.zeros(X.shape[1:], dtype=np.float64)
-        for start in range(0, n, chunk_rows):
-            total += np.sum(X[start : start + chunk_rows], axis=0, dtype=np.float64)
-        mean = total / n
-        squares = np.zeros(X.shape[1:], dtype=np.float64)
-        for start in range(0, n, chunk_rows):
-            deviation = X[start : start + chunk_rows].astype(np.float64) - mean
-            squares += np.sum(deviation * deviation, axis=0)
-        return cls(mean, np.sqrt(squares / n))
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Standardize host data in float64: the reference the device path is tested against.
-
-        ``X`` holds samples along axis 0, of the fitted sample shape or flattened.
-        """
-        X = np.asarray(X, dtype=np.float64)
-        shape = X.shape[1:]
-        return (X - self.mean.reshape(shape)) * self.inv_std.reshape(shape)
-
-    def __repr__(self) -> str:
-        return f"Standardizer(shape={self.mean.shape})"
 
 
 def _default_budget(be: Backend) -> int | None:
@@ -458,7 +387,9 @@ class DataLoader:
         # The one transfer of a streaming epoch that is not data: its order, at the start.
         order_host = None if order is None else self.backend.to_numpy(order)
         if self.pin_memory:
-            return self._iter_pinned(order_host)
+            from anynet.data.pinned import iter_pinned
+
+            return iter_pinned(self, order_host)
         return self._iter_streaming(order_host)
 
     def _convert(self, xb: Any) -> Any:
@@ -505,66 +436,6 @@ class DataLoader:
             for start in range(0, c1 - c0, B):
                 stop = min(start + B, c1 - c0)  # the standard leaves out-of-bounds slices open
                 yield self._convert(X_chunk[start:stop, ...]), y_chunk[start:stop]
-
-    def _iter_pinned(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
-        """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight."""
-        import cupyx
-
-        cp, B, rows = self.backend.library, self.batch_size, self._chunk_rows
-        starts = list(range(0, self._n_used, rows))
-        with self.backend.device:
-            compute = cp.cuda.get_current_stream()
-            copy_stream = cp.cuda.Stream(non_blocking=True)
-            shape = (rows, *self.sample_shape)
-            host_X = [cupyx.empty_pinned(shape, dtype=self._X_host.dtype) for _ in range(2)]
-            host_y = [cupyx.empty_pinned((rows,), dtype=np.int64) for _ in range(2)]
-            dev_X = [cp.empty(shape, dtype=self._X_host.dtype) for _ in range(2)]
-            dev_y = [cp.empty((rows,), dtype=cp.int64) for _ in range(2)]
-        uploaded: list[Any] = [None, None]  # copy-stream events: the chunk is on the device
-        consumed: list[Any] = [None, None]  # compute-stream events: its batches are converted
-
-        def upload(i: int) -> int:
-            slot, c0 = i % 2, starts[i]
-            n = min(c0 + rows, self._n_used) - c0
-            if uploaded[slot] is not None:
-                uploaded[slot].synchronize()  # the pinned buffer is free again
-            if order is None:
-                host_X[slot][:n] = self._X_host[c0 : c0 + n]
-                host_y[slot][:n] = self._y_host[c0 : c0 + n]
-            else:
-                # mode='clip' skips the bounds check that makes np.take(out=) slow; the
-                # indices are a permutation, always in range.
-                idx = order[c0 : c0 + n]
-                np.take(self._X_host, idx, axis=0, out=host_X[slot][:n], mode="clip")
-                np.take(self._y_host, idx, axis=0, out=host_y[slot][:n], mode="clip")
-            with self.backend.device:
-                if consumed[slot] is not None:
-                    copy_stream.wait_event(consumed[slot])  # compute is done with this buffer
-                dev_X[slot][:n].set(host_X[slot][:n], stream=copy_stream)
-                dev_y[slot][:n].set(host_y[slot][:n], stream=copy_stream)
-                uploaded[slot] = copy_stream.record()
-            return n
-
-        try:
-            sizes = {0: upload(0)} if starts else {}
-            for i in range(len(starts)):
-                if i + 1 < len(starts):
-                    sizes[i + 1] = upload(i + 1)  # overlaps the work on chunk i
-                slot, n = i % 2, sizes.pop(i)
-                with self.backend.device:
-                    compute.wait_event(uploaded[slot])
-                for start in range(0, n, B):
-                    stop = min(start + B, n)  # the last chunk fills only n rows of its buffer
-                    with self.backend.device:
-                        xb = self._convert(dev_X[slot][start:stop])
-                        # A copy: the buffer is refilled two chunks on, the caller may keep yb.
-                        yb = dev_y[slot][start:stop].copy()
-                    yield xb, yb
-                with self.backend.device:
-                    consumed[slot] = compute.record()
-        finally:
-            # An abandoned epoch must not free pinned memory under a copy in flight.
-            copy_stream.synchronize()
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,76 @@
+"""Streaming a data set that does not fit the device through pinned host memory (CuPy).
+
+The loader's own streaming copies each chunk and then computes on it; here two pinned host
+buffers and a copy stream keep the copy of the next chunk in flight while the current one is
+used, so a GPU waits for the bus as little as it can. The batches are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["iter_pinned"]
+
+
+def iter_pinned(loader: Any, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
+    """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight."""
+    import cupyx
+
+    cp, B, rows = loader.backend.library, loader.batch_size, loader._chunk_rows
+    starts = list(range(0, loader._n_used, rows))
+    with loader.backend.device:
+        compute = cp.cuda.get_current_stream()
+        copy_stream = cp.cuda.Stream(non_blocking=True)
+        shape = (rows, *loader.sample_shape)
+        host_X = [cupyx.empty_pinned(shape, dtype=loader._X_host.dtype) for _ in range(2)]
+        host_y = [cupyx.empty_pinned((rows,), dtype=np.int64) for _ in range(2)]
+        dev_X = [cp.empty(shape, dtype=loader._X_host.dtype) for _ in range(2)]
+        dev_y = [cp.empty((rows,), dtype=cp.int64) for _ in range(2)]
+    uploaded: list[Any] = [None, None]  # copy-stream events: the chunk is on the device
+    consumed: list[Any] = [None, None]  # compute-stream events: its batches are converted
+
+    def upload(i: int) -> int:
+        slot, c0 = i % 2, starts[i]
+        n = min(c0 + rows, loader._n_used) - c0
+        if uploaded[slot] is not None:
+            uploaded[slot].synchronize()  # the pinned buffer is free again
+        if order is None:
+            host_X[slot][:n] = loader._X_host[c0 : c0 + n]
+            host_y[slot][:n] = loader._y_host[c0 : c0 + n]
+        else:
+            # mode='clip' skips the bounds check that makes np.take(out=) slow; the
+            # indices are a permutation, always in range.
+            idx = order[c0 : c0 + n]
+            np.take(loader._X_host, idx, axis=0, out=host_X[slot][:n], mode="clip")
+            np.take(loader._y_host, idx, axis=0, out=host_y[slot][:n], mode="clip")
+        with loader.backend.device:
+            if consumed[slot] is not None:
+                copy_stream.wait_event(consumed[slot])  # compute is done with this buffer
+            dev_X[slot][:n].set(host_X[slot][:n], stream=copy_stream)
+            dev_y[slot][:n].set(host_y[slot][:n], stream=copy_stream)
+            uploaded[slot] = copy_stream.record()
+        return n
+
+    try:
+        sizes = {0: upload(0)} if starts else {}
+        for i in range(len(starts)):
+            if i + 1 < len(starts):
+                sizes[i + 1] = upload(i + 1)  # overlaps the work on chunk i
+            slot, n = i % 2, sizes.pop(i)
+            with loader.backend.device:
+                compute.wait_event(uploaded[slot])
+            for start in range(0, n, B):
+                stop = min(start + B, n)  # the last chunk fills only n rows of its buffer
+                with loader.backend.device:
+                    xb = loader._convert(dev_X[slot][start:stop])
+                    # A copy: the buffer is refilled two chunks on, the caller may keep yb.
+                    yb = dev_y[slot][start:stop].copy()
+                yield xb, yb
+            with loader.backend.device:
+                consumed[slot] = compute.record()
+    finally:
+        # An abandoned epoch must not free pinned memory under a copy in flight.
+        copy_stream.synchronize()
