@@ -311,14 +311,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # running all epochs is the plan
             clf.fit(X, y, validation_data=(X_test, y_test))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        import signal
+
+        signum = getattr(exc, "signum", signal.SIGINT)  # SIGTERM stops a run as Ctrl-C does
         where = (
             f"; checkpoint in {args.checkpoint_dir}, continue with --resume"
             if args.checkpoint_dir
             else " (no --checkpoint-dir: nothing saved)"
         )
-        print(f"anynet train: interrupted{where}", file=sys.stderr)
-        return 130
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {exc}"
+        print(f"anynet train: {what}{where}", file=sys.stderr)
+        return 128 + int(signum)
     seconds = time.perf_counter() - t0
     import anynet
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from anynet.training import (
     Callback,
     Checkpointer,
     EarlyStopping,
+    Interrupted,
     ProgressBar,
     TrainState,
     read_checkpoint,
@@ -181,3 +184,47 @@ def test_a_fresh_state_and_a_given_one():
     out = train(make_step(), loader(), epochs=1, state=state)
     assert out is state and state.epoch == 1 and state.step == 6 and state.epochs == 1
     assert state.batches_per_epoch == 6 and state.path.startswith("fused")
+
+
+class SignalInside(AveragingStep):
+    """A step that receives ``times`` SIGINTs between its two halves, at step ``at``."""
+
+    def __init__(self, inner, at, times=1, signum=signal.SIGINT):
+        super().__init__(inner)
+        self.at, self.times, self.signum = at, times, signum
+
+    def apply_grads(self):
+        if self.calls == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+        self.inner.apply_grads()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_inside_a_step_ends_the_run_after_it(tmp_path, signum):
+    """Handled where it lands, the signal would split the step (gradients computed, update not
+    applied, or applied and not counted) and the checkpoint would hold a state no run passes
+    through. It takes effect at the end of the step."""
+    with pytest.raises(Interrupted) as info:
+        step = SignalInside(make_step(), at=3, signum=signum)
+        train(step, loader(), epochs=2, callbacks=[Checkpointer(tmp_path)])
+    assert info.value.signum == signum
+    state, ck = read_checkpoint(
+        tmp_path / "checkpoint.safetensors", backend=be, param_shapes=make_model().param_shapes()
+    )
+    assert (state.step, state.batch) == (3, 3)  # the step the signal came in, complete
+    step = make_step(params=ck.params, opt_state=ck.opt_state)
+    resumed = train(step, loader(), epochs=2, state=state)
+    straight = train(make_step(), loader(), epochs=2)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    # The handlers are put back: SIGINT is Python's again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_interrupts_at_once():
+    step = SignalInside(make_step(), at=2, times=2)
+    state = TrainState()
+    with pytest.raises(KeyboardInterrupt):
+        train(step, loader(), epochs=2, state=state)
+    assert state.step == 1  # the second step never finished: the second Ctrl-C stopped it

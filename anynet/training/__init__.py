@@ -9,7 +9,7 @@
 
 from anynet.training.callbacks import Callback, EarlyStopping, ProgressBar
 from anynet.training.checkpoints import CHECKPOINT_NAME, Checkpointer, read_checkpoint
-from anynet.training.loop import TrainState, train
+from anynet.training.loop import Interrupted, TrainState, train
 from anynet.training.steps import select_step
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Callback",
     "Checkpointer",
     "EarlyStopping",
+    "Interrupted",
     "ProgressBar",
     "TrainState",
     "read_checkpoint",

@@ -15,6 +15,8 @@ uninterrupted run's, bit for bit on NumPy.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from anynet.backends import Backend, derive_seed
 from anynet.errors import DataError, NonFiniteLossError
 from anynet.nn.step import Step
 
-__all__ = ["TrainState", "train"]
+__all__ = ["Interrupted", "TrainState", "train"]
 
 Array = Any
 
@@ -112,6 +114,56 @@ class TrainState:
             self.history.setdefault(name, []).append(float(value))
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run ended by a signal (Ctrl-C's SIGINT, or SIGTERM) between two steps; ``signum``
+    says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _StepBoundary:
+    """Ctrl-C and SIGTERM take effect between steps, never inside one.
+
+    A signal handled where it lands can split a step: a fused update is several array
+    operations, and even a one-call update is followed by the step count. A checkpoint saved
+    then holds a state no uninterrupted run passes through, and the resumed run differs. Here
+    the first signal is noted and raised as :class:`Interrupted` once the step in progress is
+    complete; a second Ctrl-C raises at once. Handlers are set only in the main thread (the
+    only one Python delivers signals to) and only where the signal is not ignored; the previous
+    ones come back on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> _StepBoundary:
+        self.pending: int | None = None
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                previous = signal.getsignal(signum)
+                if previous is signal.SIG_IGN:
+                    continue
+                signal.signal(signum, self._note)
+                self._previous[signum] = signal.SIG_DFL if previous is None else previous
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.pending is not None and signum == signal.SIGINT:
+            raise Interrupted(signum)  # asked twice: now
+        self.pending = signum
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a signal came since the run began."""
+        if self.pending is not None:
+            raise Interrupted(self.pending)
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def _check_labels_fit(model: Any, loader: Any) -> None:
     """Refuse labels the model has no output for: the generic losses would train on garbage
     (a one-hot row of zeros), and the fused steps' kernels index the logits by label, so an
@@ -181,7 +233,9 @@ def train(
         A batch loss was NaN or infinite; the message names the epoch and step. Parameters
         of that epoch are not handed to callbacks, so the last checkpoint stays the last good.
     KeyboardInterrupt
-        After every callback's ``on_interrupt`` ran (a checkpointer saves there).
+        After every callback's ``on_interrupt`` ran (a checkpointer saves there). Ctrl-C and
+        SIGTERM arrive as :class:`Interrupted` at the end of the step they came in (a second
+        Ctrl-C at once), so a checkpoint saved then is a state the run really passed through.
 
     Examples
     --------
@@ -205,7 +259,9 @@ def train(
     state.epochs, state.batches_per_epoch = int(epochs), len(loader)
     _check_labels_fit(step.model, loader)
     mean = getattr(step, "reduction", "mean") == "mean"
+    boundary = _StepBoundary()
     try:
+        boundary.__enter__()
         for cb in callbacks:
             cb.on_train_begin(state)
         while state.epoch < epochs and not state.stop:
@@ -229,6 +285,7 @@ def train(
                 state.seen += n
                 for cb in callbacks:
                     cb.on_step_end(state)
+                boundary.check()  # a step is whole here: state and counters agree
             if state.carried_seen + state.seen == 0:
                 raise ValueError("the loader gave no batches: is the data set empty?")
             # One read per epoch: the batch losses, checked before anything else sees params.
@@ -244,11 +301,13 @@ def train(
             state.carried_loss, state.carried_seen = 0.0, 0
             for cb in callbacks:
                 cb.on_epoch_end(state)
+            boundary.check()
     except KeyboardInterrupt:
         for cb in callbacks:
             cb.on_interrupt(state)
         raise
     finally:
+        boundary.__exit__()
         for cb in callbacks:
             cb.on_train_end(state)
     return state
