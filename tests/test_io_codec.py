@@ -56,8 +56,8 @@ def test_checkpoint_keeps_structure_and_numbers_exactly(tmp_path):
     assert restored.random_raw() == np.random.MT19937(5).random_raw()
 
 
+@pytest.mark.needs_backend("torch")
 def test_torch_generator_state_round_trips_through_a_file(tmp_path):
-    pytest.importorskip("torch")
     be = anynet.get_backend("torch")
     rng = be.generator(1)
     path = io.save_checkpoint(
