@@ -14,6 +14,7 @@ from anynet.fast.cuda.host import HostLauncher, host_compiler
 from anynet.fast.cuda.launch import CupyLauncher
 from anynet.fast.cuda.ops import CudaOps
 from anynet.fast.cuda.source import NAME_EXPRESSIONS, NVRTC_OPTIONS, SOURCE, c_expression
+from anynet.fast.ops import AdamHyper
 
 # Every session: the cupy one is where NVRTC is.
 pytestmark = pytest.mark.every_session
@@ -100,7 +101,7 @@ def test_cupy_launches_pass_each_scalar_as_its_c_type():
     ]
     assert args[3:] == (300, 5, 0, leaky.code, np.float32(0.2))
     big = np.zeros(2 * 10**6)  # more elements than MAX_BLOCKS * THREADS
-    ops.adam(big, big, big, big, count=1, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+    ops.adam(big, big, big, big, 1, AdamHyper(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8))
     name, grid, _, args = calls[-1]
     assert name == "adam<double>" and grid == (CupyLauncher.MAX_BLOCKS,)  # the loop does the rest
     assert all(type(a) is np.float64 for a in args[5:])

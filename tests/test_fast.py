@@ -22,6 +22,7 @@ from anynet.fast.cuda.ops import CudaOps
 from anynet.fast.numba_kernels import load as load_numba
 from anynet.fast.numba_ops import NumbaOps
 from anynet.fast.numpy_ops import NumpyOps
+from anynet.fast.ops import SGDHyper, optimizer_hyper
 from anynet.training import TrainState, select_step, train
 
 # Every session: the cupy one runs the "cupy" family; the CPU families run once (numpy's).
@@ -205,25 +206,15 @@ OPTIMIZERS = {
 
 def optimizer_steps(ops, dev, opt, theta, grads):
     """``grads`` applied in turn through ``ops`` as a fused step's optimizer would."""
-    kind, h = opt.spec
+    hyper = optimizer_hyper(opt.spec)
     theta = dev(theta)
     m, v, trace = (dev(np.zeros_like(grads[0])) for _ in range(3))
     with ops.context():
         for count, g in enumerate(grads, start=1):
-            if kind == "sgd":
-                keys = ("learning_rate", "momentum", "nesterov", "weight_decay")
-                ops.sgd(theta, dev(g), trace if h["momentum"] else None, **{k: h[k] for k in keys})
+            if isinstance(hyper, SGDHyper):
+                ops.sgd(theta, dev(g), trace if hyper.momentum else None, hyper)
             else:
-                keys = ("learning_rate", "beta1", "beta2", "eps", "weight_decay")
-                ops.adam(
-                    theta,
-                    dev(g),
-                    m,
-                    v,
-                    count=count,
-                    decoupled=kind == "adamw",
-                    **{k: h[k] for k in keys},
-                )
+                ops.adam(theta, dev(g), m, v, count, hyper)
     return theta, m, v, trace
 
 

@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from anynet.fast.ops import Ops
+from anynet.fast.ops import AdamHyper, Ops, SGDHyper, optimizer_hyper
 from anynet.fast.stages import Plan
 from anynet.nn.optim import AdamState, LearningRateState, TraceState
 from anynet.nn.params import ParamLayout
@@ -159,10 +159,10 @@ class FusedStep(Step):
 
 
 def _rule(optimizer: Any, xp: Any, size: int, dtype: str) -> Any:
-    kind, hyper = optimizer.spec
-    if kind == "sgd":
+    hyper = optimizer_hyper(optimizer.spec)
+    if isinstance(hyper, SGDHyper):
         return _SGD(hyper, xp, size, dtype)
-    return _Adam(hyper, kind == "adamw", xp, size, dtype)
+    return _Adam(hyper, xp, size, dtype)
 
 
 def _walk(state: Any):
@@ -183,28 +183,15 @@ def _rebuild(state: Any, replace: Any) -> Any:
 class _Adam:
     """Adam (or AdamW) over the flat buffers: moments ``m`` and ``v``, and the step count."""
 
-    def __init__(self, hyper: dict, decoupled: bool, xp: Any, size: int, dtype: str):
-        self.hyper, self.decoupled = hyper, decoupled
+    def __init__(self, hyper: AdamHyper, xp: Any, size: int, dtype: str):
+        self.hyper = hyper
         self.m = xp.zeros(size, dtype=dtype)
         self.v = xp.zeros(size, dtype=dtype)
         self.count = 0
 
     def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
         self.count += 1
-        h = self.hyper
-        ops.adam(
-            theta,
-            grad,
-            self.m,
-            self.v,
-            count=self.count,
-            learning_rate=h["learning_rate"],
-            beta1=h["beta1"],
-            beta2=h["beta2"],
-            eps=h["eps"],
-            weight_decay=h["weight_decay"],
-            decoupled=self.decoupled,
-        )
+        ops.adam(theta, grad, self.m, self.v, self.count, self.hyper)
 
     def state(self, template: Any, layout: ParamLayout) -> Any:
         mu, nu = layout.unflatten(self.m), layout.unflatten(self.v)
@@ -231,23 +218,14 @@ class _Adam:
 class _SGD:
     """SGD over the flat buffers, with a momentum trace if it has momentum."""
 
-    def __init__(self, hyper: dict, xp: Any, size: int, dtype: str):
+    def __init__(self, hyper: SGDHyper, xp: Any, size: int, dtype: str):
         self.hyper = hyper
-        self.trace = xp.zeros(size, dtype=dtype) if hyper["momentum"] else None
+        self.trace = xp.zeros(size, dtype=dtype) if hyper.momentum else None
         self.count = 0
 
     def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
         self.count += 1
-        h = self.hyper
-        ops.sgd(
-            theta,
-            grad,
-            self.trace,
-            learning_rate=h["learning_rate"],
-            momentum=h["momentum"],
-            nesterov=h["nesterov"],
-            weight_decay=h["weight_decay"],
-        )
+        ops.sgd(theta, grad, self.trace, self.hyper)
 
     def state(self, template: Any, layout: ParamLayout) -> Any:
         trace = layout.unflatten(self.trace) if self.trace is not None else None

@@ -30,7 +30,7 @@ def _compile() -> Any:
 
     @jit
     def adam(theta, g, m, v, one_minus_beta1, one_minus_beta2, step, eps, tiny):
-        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see adam_scalars);
+        """theta -= step * m / (sqrt(v) + eps), after the moment updates (see AdamHyper.scalars);
         moments below ``tiny`` (the smallest normal number) become zero, as in NumpyOps.
 
         The scalars come in the buffers' dtype and stay there: ``1 - beta1`` computed here, or

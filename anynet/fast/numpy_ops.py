@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from anynet.fast.activations import IDENTITY, Activation, parse
-from anynet.fast.ops import Ops, adam_scalars
+from anynet.fast.ops import Ops
 from anynet.nn import functional as F
 
 __all__ = ["NumpyOps"]
@@ -178,27 +178,11 @@ class NumpyOps(Ops):
         xp.less(tmp, np.finfo(a.dtype).tiny, out=mask)
         xp.copyto(a, 0, where=mask)
 
-    def adam(
-        self,
-        theta,
-        g,
-        m,
-        v,
-        *,
-        count,
-        learning_rate,
-        beta1,
-        beta2,
-        eps,
-        weight_decay=0.0,
-        decoupled=False,
-    ):
+    def adam(self, theta, g, m, v, count, h):
         xp = self.xp
-        if weight_decay and not decoupled:  # Adam's L2: into the gradient
-            self._axpy(theta, g, weight_decay)
-        one_minus_b1, one_minus_b2, step, eps_ = adam_scalars(
-            count, learning_rate=learning_rate, beta1=beta1, beta2=beta2, eps=eps
-        )
+        if h.weight_decay and not h.decoupled:  # Adam's L2: into the gradient
+            self._axpy(theta, g, h.weight_decay)
+        one_minus_b1, one_minus_b2, step, eps = h.scalars(count)
         tmp = self.scratch(theta.shape, theta.dtype)
         xp.subtract(g, m, out=tmp)
         xp.multiply(tmp, one_minus_b1, out=tmp)
@@ -210,26 +194,26 @@ class NumpyOps(Ops):
         self.flush_subnormal(m)
         self.flush_subnormal(v)
         xp.sqrt(v, out=tmp)
-        xp.add(tmp, eps_, out=tmp)
+        xp.add(tmp, eps, out=tmp)
         xp.divide(m, tmp, out=tmp)  # the Adam direction, times c2 / c1
-        if weight_decay and decoupled:  # AdamW: theta - lr (wd theta + direction), old theta both
-            xp.multiply(theta, 1.0 - learning_rate * weight_decay, out=theta)
+        if h.weight_decay and h.decoupled:  # AdamW: theta - lr (wd theta + direction)
+            xp.multiply(theta, 1.0 - h.learning_rate * h.weight_decay, out=theta)
         xp.multiply(tmp, -step, out=tmp)
         xp.add(theta, tmp, out=theta)
 
-    def sgd(self, theta, g, trace, *, learning_rate, momentum, nesterov, weight_decay):
+    def sgd(self, theta, g, trace, h):
         xp = self.xp
-        if weight_decay:
-            self._axpy(theta, g, weight_decay)
+        if h.weight_decay:
+            self._axpy(theta, g, h.weight_decay)
         if trace is not None:
-            xp.multiply(trace, momentum, out=trace)
+            xp.multiply(trace, h.momentum, out=trace)
             xp.add(trace, g, out=trace)  # t = momentum t + g
             self.flush_subnormal(trace)
-            if nesterov:
-                self._axpy(trace, g, momentum)  # g + momentum t
+            if h.nesterov:
+                self._axpy(trace, g, h.momentum)  # g + momentum t
             else:
                 xp.copyto(g, trace)
-        self._axpy(g, theta, -learning_rate)
+        self._axpy(g, theta, -h.learning_rate)
 
     # --- the loader's batch -----------------------------------------------------------------
 

@@ -19,29 +19,57 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from anynet.fast.activations import Activation
 
-__all__ = ["Ops", "adam_scalars"]
+__all__ = ["AdamHyper", "Ops", "SGDHyper", "optimizer_hyper"]
 
 Array = Any
 
 
-def adam_scalars(
-    count: int, *, learning_rate: float, beta1: float, beta2: float, eps: float
-) -> tuple[float, float, float, float]:
-    """Adam's per-step scalars as every family's update uses them, for step ``count`` (1 on
-    the first step): ``(1 - beta1, 1 - beta2, step, eps')``.
+@dataclass(frozen=True)
+class AdamHyper:
+    """Adam's hyper-parameters, as :func:`anynet.nn.adam` takes them (``decoupled``: AdamW)."""
 
-    The update is bound by memory bandwidth, so it is rearranged to take fewer passes:
-    ``m += (1 - beta1) (g - m)``, likewise ``v``, and with the bias corrections ``c1``,
-    ``c2``: ``lr c1 m / (c2 sqrt(v) + eps) = step m / (sqrt(v) + eps')`` with
-    ``step = lr c1 / c2`` and ``eps' = eps / c2``.
-    """
-    c1 = 1.0 / (1.0 - beta1**count)
-    c2 = 1.0 / math.sqrt(1.0 - beta2**count)
-    return 1.0 - beta1, 1.0 - beta2, learning_rate * c1 / c2, eps / c2
+    learning_rate: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float = 0.0
+    decoupled: bool = False
+
+    def scalars(self, count: int) -> tuple[float, float, float, float]:
+        """The per-step scalars every family's update uses, for step ``count`` (1 on the first
+        step): ``(1 - beta1, 1 - beta2, step, eps')``.
+
+        The update is bound by memory bandwidth, so it is rearranged to take fewer passes:
+        ``m += (1 - beta1) (g - m)``, likewise ``v``, and with the bias corrections ``c1``,
+        ``c2``: ``lr c1 m / (c2 sqrt(v) + eps) = step m / (sqrt(v) + eps')`` with
+        ``step = lr c1 / c2`` and ``eps' = eps / c2``.
+        """
+        c1 = 1.0 / (1.0 - self.beta1**count)
+        c2 = 1.0 / math.sqrt(1.0 - self.beta2**count)
+        return 1.0 - self.beta1, 1.0 - self.beta2, self.learning_rate * c1 / c2, self.eps / c2
+
+
+@dataclass(frozen=True)
+class SGDHyper:
+    """SGD's hyper-parameters, as :func:`anynet.nn.sgd` takes them."""
+
+    learning_rate: float
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+
+def optimizer_hyper(spec: tuple[str, dict[str, Any]]) -> AdamHyper | SGDHyper:
+    """The hyper-parameters of a built-in optimizer, from its ``spec``."""
+    kind, hyper = spec
+    if kind == "sgd":
+        return SGDHyper(**hyper)
+    return AdamHyper(**hyper, decoupled=kind == "adamw")
 
 
 class Ops:
@@ -134,36 +162,12 @@ class Ops:
 
     # --- optimizers over one flat buffer of parameters -------------------------------------
 
-    def adam(
-        self,
-        theta: Array,
-        g: Array,
-        m: Array,
-        v: Array,
-        *,
-        count: int,
-        learning_rate: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        weight_decay: float = 0.0,
-        decoupled: bool = False,
-    ) -> None:
-        """Twin of :func:`anynet.nn.adam` (``decoupled``: :func:`~anynet.nn.adamw`) for step
+    def adam(self, theta: Array, g: Array, m: Array, v: Array, count: int, h: AdamHyper) -> None:
+        """Twin of :func:`anynet.nn.adam` (``h.decoupled``: :func:`~anynet.nn.adamw`) for step
         ``count``: ``theta``, ``m`` and ``v`` updated in place; ``g`` may be overwritten."""
         raise NotImplementedError
 
-    def sgd(
-        self,
-        theta: Array,
-        g: Array,
-        trace: Array | None,
-        *,
-        learning_rate: float,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-    ) -> None:
+    def sgd(self, theta: Array, g: Array, trace: Array | None, h: SGDHyper) -> None:
         """Twin of :func:`anynet.nn.sgd`: ``theta`` and the momentum ``trace`` (``None``
         without momentum) updated in place; ``g`` may be overwritten."""
         raise NotImplementedError

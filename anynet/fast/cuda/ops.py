@@ -18,7 +18,7 @@ import numpy as np
 
 from anynet.fast.activations import IDENTITY
 from anynet.fast.cuda.source import CTYPES
-from anynet.fast.ops import Ops, adam_scalars
+from anynet.fast.ops import Ops
 
 __all__ = ["CudaOps"]
 
@@ -116,35 +116,18 @@ class CudaOps(Ops):
 
     # --- optimizers: one kernel over all parameters -------------------------------------------
 
-    def adam(
-        self,
-        theta,
-        g,
-        m,
-        v,
-        *,
-        count,
-        learning_rate,
-        beta1,
-        beta2,
-        eps,
-        weight_decay=0.0,
-        decoupled=False,
-    ):
-        scalars = adam_scalars(
-            count, learning_rate=learning_rate, beta1=beta1, beta2=beta2, eps=eps
-        )
+    def adam(self, theta, g, m, v, count, h):
         tiny = float(np.finfo(str(theta.dtype)).tiny)
-        l2 = 0.0 if decoupled else weight_decay  # Adam's L2 goes into the gradient
-        decay = 1.0 - learning_rate * weight_decay if decoupled else 1.0  # AdamW's
+        l2 = 0.0 if h.decoupled else h.weight_decay  # Adam's L2 goes into the gradient
+        decay = 1.0 - h.learning_rate * h.weight_decay if h.decoupled else 1.0  # AdamW's
         n = theta.size
-        self._run("adam", theta, n, theta, g, m, v, n, *scalars, tiny, l2, decay)
+        self._run("adam", theta, n, theta, g, m, v, n, *h.scalars(count), tiny, l2, decay)
 
-    def sgd(self, theta, g, trace, *, learning_rate, momentum, nesterov, weight_decay):
+    def sgd(self, theta, g, trace, h):
         n = theta.size
         tiny = float(np.finfo(str(theta.dtype)).tiny)
         use = trace is not None
-        args = (learning_rate, momentum, int(use), int(nesterov), weight_decay, tiny)
+        args = (h.learning_rate, h.momentum, int(use), int(h.nesterov), h.weight_decay, tiny)
         self._run("sgd", theta, n, theta, g, trace, n, *args)
 
     # --- the loader's batch -----------------------------------------------------------------

@@ -207,7 +207,7 @@ __global__ void sigmoid_cross_entropy(T* Z, const long long* y, T* rowloss, long
     }
 }
 
-// Adam over the flat buffers (see adam_scalars in anynet/fast/ops.py for the rearrangement):
+// Adam over the flat buffers (see AdamHyper.scalars in anynet/fast/ops.py for the rearrangement):
 // weight_decay > 0 is Adam's L2 (into the gradient); decay < 1 is AdamW's (1 - lr * wd).
 // Moments below tiny, the smallest normal number, become zero; NaN stays NaN.
 template <typename T>
