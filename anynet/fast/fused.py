@@ -133,7 +133,7 @@ class FusedStep(Step):
                 self._allocate(B)
             if X.dtype != self.theta.dtype or not X.flags.c_contiguous:
                 X = xp.ascontiguousarray(X, dtype=self.dtype)
-            if str(y.dtype) != "int64" or not y.flags.c_contiguous:
+            if y.dtype != xp.int64 or not y.flags.c_contiguous:  # (str(dtype) costs 13 us)
                 y = xp.ascontiguousarray(y, dtype=xp.int64)
             stages, params, grads = self.plan.stages, self._params, self._grads
             h = X

@@ -8,6 +8,7 @@ with NumPy's functions: the same text the CUDA kernels are generated from.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ class NumpyOps(Ops):
 
     def __init__(self, xp: Any = np):
         self.xp = xp
-        self._work: dict[tuple[str, int], np.ndarray] = {}
+        self._work: dict[tuple[Any, int], np.ndarray] = {}
+        self._ones: dict[Any, np.ndarray] = {}
         self._compiled: dict[tuple[int, str], Any] = {}
 
     def context(self) -> Any:
@@ -42,9 +44,8 @@ class NumpyOps(Ops):
     def scratch(self, shape: tuple[int, ...], dtype: Any, slot: int = 0) -> np.ndarray:
         """A C-contiguous buffer of ``shape``, reused across calls (``slot`` tells apart the
         buffers of one dtype that an operation needs at the same time)."""
-        dtype = np.dtype(dtype)
-        size = int(np.prod(shape))
-        key = (dtype.str, slot)
+        size = math.prod(shape)  # not np.prod: 20 us on a tuple, on the hot path
+        key = (dtype, slot)
         buffer = self._work.get(key)
         if buffer is None or buffer.size < size:
             buffer = self._work[key] = np.empty(size, dtype)
@@ -57,9 +58,10 @@ class NumpyOps(Ops):
 
     def bias_grad(self, dZ, out):
         # A matrix product with ones: BLAS adds the columns faster than a reduction does.
-        ones = self.scratch((dZ.shape[0],), dZ.dtype, slot=1)
-        ones[...] = 1
-        self.xp.matmul(ones, dZ, out=out)
+        n, ones = dZ.shape[0], self._ones.get(dZ.dtype)
+        if ones is None or ones.size < n:
+            ones = self._ones[dZ.dtype] = np.ones(n, dZ.dtype)
+        self.xp.matmul(ones[:n], dZ, out=out)
 
     # --- element-wise -----------------------------------------------------------------------
 
