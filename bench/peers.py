@@ -383,6 +383,12 @@ CPU_PEERS = {
     "sklearn-mlp": (sklearn_peer, "cpu"),
     "seed-numpy": (seed_peer, "cpu"),
 }
+#: Peers that run only when named (``--peers``): anynet's CPU step without numba.
+OPTIONAL_PEERS = {
+    "anynet-numpy-nonumba": (anynet_peer, "numpy"),
+}
+#: Environment a peer's worker runs in.
+PEER_ENV = {"anynet-numpy-nonumba": {"ANYNET_NUMBA": "0"}}
 GPU_PEERS = {
     "anynet-cupy": (anynet_peer, "cupy"),
     "pytorch-eager": (torch_peer, "torch:cuda"),

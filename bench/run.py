@@ -3,12 +3,14 @@
     python -m bench                      # CPU: anynet-numpy, PyTorch, scikit-learn, the seed
     python -m bench --device gpu         # GPU: anynet-cupy, PyTorch eager, PyTorch CUDA graph
     python -m bench --batch 64 --epochs 4 --rounds 3
+    python -m bench --peers anynet-numpy anynet-numpy-nonumba pytorch-cpu
+    python -m bench --baseline 645ebc1   # adds anynet as it was at that commit: no slowdown?
 
 Each (peer, batch size) trains in a fresh subprocess (so peak memory is its own and no library
 warms another's caches), and the peers take turns, round after round, because a shared machine
 is noisy: compare within one run, and read the ratios. The first epoch of every run is a
 warm-up; the table shows the median of the rest, in milliseconds per epoch.
-Results go to ``bench/results/train_<device>.json`` and ``.md``.
+Results go to ``bench/results/train_<device>_<date>_<machine>.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.peers import CPU_PEERS, GPU_PEERS
+from bench.peers import CPU_PEERS, GPU_PEERS, OPTIONAL_PEERS, PEER_ENV
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {
@@ -40,11 +42,15 @@ def worker(peer: str, batch_size: int, epochs: int, seed: int) -> None:
     """Train one peer and print one JSON line."""
     from anynet.datasets import load_fashion_mnist
 
-    fn, default_device = {**CPU_PEERS, **GPU_PEERS}[peer]
+    fn, default_device = {**CPU_PEERS, **GPU_PEERS, **OPTIONAL_PEERS}[peer]
     X, y = load_fashion_mnist("train")
     X_test, y_test = load_fashion_mnist("test")
     result = fn((X, y, X_test, y_test), batch_size, epochs, default_device, seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if peer.startswith("anynet"):  # which copy ran: the checkout, or a --baseline tree
+        import anynet
+
+        result["anynet_from"] = str(Path(anynet.__file__).parent.parent)
     if peer in GPU_PEERS:
         result["peak_device_mb"] = _peak_device_mb(peer)
     print(json.dumps(result))
@@ -63,13 +69,38 @@ def _peak_device_mb(peer: str) -> float | None:
         return None
 
 
+def baseline_tree(ref: str) -> Path:
+    """The repository at ``ref``, extracted once into a temporary folder: a ``--baseline``
+    peer runs the benchmark's own worker from there, with that commit's anynet."""
+    import tempfile
+
+    root = Path(__file__).parent.parent
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tree = Path(tempfile.gettempdir()) / f"anynet-bench-{sha}"
+    if not (tree / "anynet").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha], cwd=root, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def _run_worker(peer: str, batch: int, epochs: int, seed: int) -> dict:
+    """One peer's run in a fresh process. ``name@ref`` runs peer ``name`` from ``ref``'s tree."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    name, _, ref = peer.partition("@")
+    env.update(PEER_ENV.get(name, {}))
+    cwd = None
+    if ref:
+        cwd = baseline_tree(ref)
+        env["PYTHONPATH"] = os.pathsep.join([str(cwd), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--worker", peer, str(batch), str(epochs), str(seed)],
+        [sys.executable, "-m", "bench.run", "--worker", name, str(batch), str(epochs), str(seed)],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=3600,
     )
     if proc.returncode != 0:
@@ -105,6 +136,16 @@ def machine() -> dict:
     except ImportError:
         pass
     return info
+
+
+def result_name(device: str, info: dict) -> str:
+    """``train_<device>_<date>_<machine>``: results are kept per day and machine, since the
+    machine a benchmark runs on (the CI kind) changes between sessions."""
+    import re
+
+    machine = info.get("gpu") or info.get("cpu") or platform.machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
+    return f"train_{device}_{info['date']}_{slug}"
 
 
 def summarize(runs: dict, device: str) -> dict:
@@ -205,7 +246,7 @@ def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: st
         + f"; Python {info['python']}, "
         + ", ".join(
             f"{k} {info[k]}"
-            for k in ("anynet", "numpy", "torch", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x")
+            for k in ("anynet-nn", "numpy", "torch", "scikit-learn", "cupy-cuda12x", "cupy-cuda13x")
             if k in info
         ),
         "",
@@ -289,6 +330,15 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peers", nargs="+", default=None)
     parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder for the tables (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also run anynet as it was at this git commit (peer anynet-numpy@REF)",
+    )
+    parser.add_argument(
         "--worker", nargs=4, metavar=("PEER", "BATCH", "EPOCHS", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -297,6 +347,9 @@ def main(argv=None) -> int:
         worker(peer, int(batch), int(epochs), int(seed))
         return 0
     peers = args.peers or list(CPU_PEERS if args.device == "cpu" else GPU_PEERS)
+    if args.baseline:
+        ours = "anynet-numpy" if args.device == "cpu" else "anynet-cupy"
+        peers.append(f"{ours}@{args.baseline}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch of each run is a warm-up")
     runs: dict = {}
@@ -319,14 +372,17 @@ def main(argv=None) -> int:
     table = summarize(runs, args.device)
     checks = targets(table, runs, args.device)
     info = machine()
-    RESULTS.mkdir(exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     md = markdown(table, runs, checks, info, args.device, args)
-    (RESULTS / f"train_{args.device}.md").write_text(md)
-    (RESULTS / f"train_{args.device}.json").write_text(
+    stem = result_name(args.device, info)
+    (args.results / f"{stem}.md").write_text(md)
+    (args.results / f"{stem}.json").write_text(
         json.dumps(
             {
                 "machine": info,
-                "settings": vars(args),
+                "settings": {
+                    k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                },
                 "results": {
                     peer: {str(b): r for b, r in rows.items()} for peer, rows in table.items()
                 },

@@ -109,3 +109,17 @@ def test_every_peer_uses_the_seed_it_is_given():
         assert "seed" in inspect.signature(fn).parameters, name
         for fixed in ("random_state=0", "manual_seed(0)", "default_rng(0)"):
             assert fixed not in body, f"{name} fixes a seed: {fixed}"
+
+
+def test_results_are_named_by_day_and_machine():
+    info = {"date": "2026-11-30", "cpu": "AMD EPYC 7B13 64-Core Processor"}
+    assert run.result_name("cpu", info) == "train_cpu_2026-11-30_amd-epyc-7b13-64-core-processor"
+    gpu = {"date": "2026-11-30", "cpu": "x", "gpu": "NVIDIA H200"}
+    assert run.result_name("gpu", gpu) == "train_gpu_2026-11-30_nvidia-h200"
+
+
+def test_the_no_numba_peer_really_runs_without_numba():
+    from bench.peers import OPTIONAL_PEERS, PEER_ENV
+
+    assert "anynet-numpy-nonumba" in OPTIONAL_PEERS
+    assert PEER_ENV["anynet-numpy-nonumba"] == {"ANYNET_NUMBA": "0"}
