@@ -200,6 +200,16 @@ class SignalInside(AveragingStep):
         self.inner.apply_grads()
 
 
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled as Python does by default (KeyboardInterrupt), even where the suite runs
+    in the background of a shell, which starts it with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_inside_a_step_ends_the_run_after_it(tmp_path, signum):
     """Handled where it lands, the signal would split the step (gradients computed, update not
@@ -218,10 +228,23 @@ def test_a_signal_inside_a_step_ends_the_run_after_it(tmp_path, signum):
     straight = train(make_step(), loader(), epochs=2)
     for k in straight.params:
         np.testing.assert_array_equal(resumed.params[k], straight.params[k])
-    # The handlers are put back: SIGINT is Python's again.
+    # The handlers are put back.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_an_ignored_sigint_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        step = SignalInside(make_step(), at=2)
+        state = train(step, loader(), epochs=1)
+        assert state.epoch == 1  # the run went on: whoever ignored SIGINT meant it
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 def test_a_second_ctrl_c_interrupts_at_once():
     step = SignalInside(make_step(), at=2, times=2)
     state = TrainState()
