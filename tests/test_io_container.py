@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 import tempfile
+import threading
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +306,132 @@ def test_booleans_must_be_zero_or_one(tmp_path):
     entry = {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}
     path = write_raw(tmp_path, anynet_header({"m": entry}, "{}", {"m": b"\x01\x02"}), b"\x01\x02")
     check_refused(path, "booleans other than 0 and 1", io.read_arrays)
+
+
+# --------------------------------------------------------------------------------------------
+# Special files and hostile sizes: refused before they can hang the reader or fill memory
+
+
+def call_with_deadline(fn, fifo: Path, seconds: float = 10.0):
+    """``fn()``, failing the test if it is still blocked on ``fifo`` after ``seconds``: then a
+    writer opens and closes the FIFO's other end, which releases the reader, so a regression
+    fails the suite instead of hanging it."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the test's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(seconds)
+        pytest.fail(f"reading the FIFO {fifo} blocked for {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("loader", [io.read_arrays, io.load_network, io.load_checkpoint])
+def test_a_fifo_is_refused_without_blocking(tmp_path, loader):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match="is a FIFO") as info:
+        call_with_deadline(lambda: loader(fifo), fifo)
+    assert str(fifo) in str(info.value) and "regular file" in str(info.value)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
+def test_a_device_is_refused_before_a_byte_is_read():
+    # In a child process with a memory limit: a reader that regressed to reading /dev/zero
+    # whole must fail this test, not exhaust the machine.
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from anynet import io\n"
+        "from anynet.errors import ModelFileError\n"
+        "try:\n"
+        "    io.read_arrays('/dev/zero')\n"
+        "except ModelFileError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "/dev/zero: is a character device, not a regular file" in run.stdout
+
+
+def test_a_socket_is_refused(tmp_path):
+    socket = pytest.importorskip("socket")
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no Unix sockets here")
+    # A socket's path is limited to about 100 bytes: tmp_path may be longer.
+    folder = Path(tempfile.mkdtemp(prefix="anynet-"))
+    path = folder / "s"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        check_refused(path, "is a socket, not a regular file", io.read_arrays)
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+
+
+def sparse_file(path: Path, head: bytes, size: int) -> Path:
+    """A file of ``size`` bytes starting with ``head``, the rest a hole: no disk used."""
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+    return path
+
+
+def peak_memory(fn) -> int:
+    """The most bytes Python held at once while ``fn()`` ran (its exception swallowed)."""
+    tracemalloc.start()
+    try:
+        fn()
+    except ModelFileError:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_the_header_is_read_and_checked_before_the_rest(tmp_path):
+    # 3 GiB whose first bytes are a broken header: refused after reading about 100 bytes.
+    text = b'{"__metadata__": ' + b"x" * 80
+    path = sparse_file(tmp_path / "big", len(text).to_bytes(8, "little") + text, 3 << 30)
+    assert peak_memory(lambda: io.read_arrays(path)) < 16 << 20
+    check_refused(path, "not valid JSON", io.read_arrays)
+    # A good header whose tensors need more than the file holds: refused before reading them.
+    one = {"dtype": "F32", "shape": [2**28], "data_offsets": [0, 2**30]}
+    header = anynet_header({"a": one}, "{}", {"a": memoryview(b"")})
+    path = write_raw(tmp_path, header, b"\x00" * 64)
+    check_refused(path, "truncated: its tensors need 1073741824 bytes", io.read_arrays)
+
+
+@pytest.mark.parametrize(
+    ("shape", "data"),
+    [
+        ([2**62, 2**62, 0], b""),  # no bytes, but NumPy cannot make the array
+        ([0] * 70, b""),  # more dimensions than NumPy has
+        ([2**40, 2**40, 2**40, 0], b""),
+    ],
+    ids=["huge empty", "70 dimensions", "overflowing product"],
+)
+def test_shapes_nobody_could_store_are_refused_naming_the_file(tmp_path, shape, data):
+    entry = {"dtype": "F32", "shape": shape, "data_offsets": [0, len(data)]}
+    header = anynet_header({"a": entry}, "{}", {"a": memoryview(data)})
+    check_refused(write_raw(tmp_path, header, data), "invalid shape", io.read_arrays)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ padded file, an invalid header, a digest mismatch here; an unknown layer or a pa
 not fit the architecture in :mod:`anynet.io.files` — raises one
 :class:`~anynet.errors.ModelFileError` whose message names the file, the problem and what to do.
 
+Reading trusts nothing, and reads nothing it has not checked first: only a regular file is
+opened (a FIFO would block forever, ``/dev/zero`` never ends); its 8-byte length is read and
+checked against the file's size before the header, and the header's tensor entries (dtypes from
+a closed set, shapes of at most 32 dimensions whose sizes are computed with Python ints and
+capped) must tile the rest of the file exactly before a byte of tensor data is read. A file can
+make anynet allocate no more than its own size.
+
 Writes go to a temporary file in the destination's directory, are flushed and fsynced, and
 only then renamed over the destination (an atomic ``os.replace``); the directory is fsynced
 after. A crash at any point leaves the previous file intact.
@@ -42,9 +49,10 @@ import json
 import math
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import safetensors.numpy
@@ -66,6 +74,10 @@ _DIGEST_DOMAIN = b"anynet safetensors digest v1\x00"
 # safetensors' own limit on the JSON header; it also stops a garbage length field from making
 # us allocate gigabytes before finding out the file is not safetensors at all.
 _MAX_HEADER_BYTES = 100_000_000
+# Beyond any tensor anynet writes, and far inside NumPy's limits (ndim <= 64 in NumPy 2, 32 in
+# NumPy 1; sizes below 2**63 bytes): a shape past them is hostile, not big.
+_MAX_NDIM = 32
+_MAX_TENSOR_BYTES = 2**48
 
 # safetensors dtype code -> little-endian NumPy dtype, for the dtypes anynet stores.
 _DTYPES = {
@@ -288,60 +300,115 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 
 
-def _read_bytes(errors: FileErrors) -> bytes:
-    """The whole file; one ModelFileError for each reason it cannot be read."""
+# What a path that is not a regular file is, by the type bits of its mode.
+_SPECIAL_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of this mode is, unless it is a regular file: then None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def _open_regular(errors: FileErrors) -> tuple[BinaryIO, int]:
+    """The file open for reading, and its size; a ModelFileError unless it is a regular file.
+
+    A FIFO would block the open and every read, a device such as /dev/zero never ends: both
+    are refused by their mode before a byte is read. The mode is checked before the open, which
+    must not block, and again on the open file, which is what is then read.
+    """
     path = errors.path
-    if path.is_dir():
-        raise errors.fail(
-            "is a directory, not a model file", "give the path of the .safetensors file"
-        )
     try:
-        return path.read_bytes()
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind is None:
+            # O_NONBLOCK: a FIFO swapped in after the check must not block the open either.
+            flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0))
+            info = os.fstat(fd)
+            kind = _not_regular(info.st_mode)
+            if kind is not None:
+                os.close(fd)
     except FileNotFoundError:
         raise errors.fail("no such file", "check the path") from None
     except PermissionError:
         raise errors.fail("permission denied", "check the file's permissions") from None
     except OSError as exc:
         raise errors.fail(f"cannot be read ({exc.strerror or exc})", "check the path") from None
+    if kind == "a directory":
+        raise errors.fail(
+            "is a directory, not a model file", "give the path of the .safetensors file"
+        )
+    if kind is not None:
+        raise errors.fail(
+            f"is {kind}, not a regular file; anynet reads models only from regular files",
+            "give the path of the .safetensors file",
+        )
+    return os.fdopen(fd, "rb"), info.st_size
 
 
-def _parse_header(errors: FileErrors, raw: bytes) -> tuple[dict[str, Any], dict[str, str], int]:
-    """The tensor entries, the string metadata and where the tensor bytes start."""
-    if not raw:
+def _read_exactly(errors: FileErrors, f: BinaryIO, n: int) -> bytes:
+    """The next ``n`` bytes of ``f``; a file that shrank since its size was read is refused."""
+    try:
+        data = f.read(n)
+    except OSError as exc:
+        raise errors.fail(f"cannot be read ({exc.strerror or exc})", "check the path") from None
+    if len(data) != n:
+        raise errors.fail("changed size while it was being read", "load it again")
+    return data
+
+
+def _read_header(
+    errors: FileErrors, f: BinaryIO, size: int
+) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The tensor entries, the string metadata and where the tensor bytes start.
+
+    Reads the 8-byte length and the JSON header only, each checked against the file's size
+    and the format's limits before it is read: a hostile length field cannot make us read,
+    or allocate, more than the header it claims, and never past the end of the file.
+    """
+    if size == 0:
         raise errors.fail("is empty (0 bytes): an interrupted copy?")
-    size = int.from_bytes(raw[:8], "little")
+    # Enough to recognise another format, and the header's opening brace.
+    head = _read_exactly(errors, f, min(size, 9))
+    length = int.from_bytes(head[:8], "little")
     # A safetensors header is JSON and starts with "{". Decide on that before looking for other
     # formats' magic bytes: a header length of 0x380 begins with the pickle opcode 0x80 too.
     # (A file cut within its first 8 bytes still has a plausible length: call it truncated.)
-    looks_like_safetensors = 0 < size <= _MAX_HEADER_BYTES and (len(raw) <= 8 or raw[8:9] == b"{")
-    if not looks_like_safetensors:
-        if raw[:1] == b"\x80" and raw[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+    plausible = 0 < length <= _MAX_HEADER_BYTES and (size <= 8 or head[8:9] == b"{")
+    if not plausible:
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
             raise errors.fail(
                 "is a Python pickle, not a model file; anynet never loads pickles, because "
                 "loading one can run arbitrary code",
                 "save the model with anynet.save, which writes safetensors",
             )
         for magic, what in _FOREIGN_MAGIC:
-            if raw.startswith(magic):
+            if head.startswith(magic):
                 raise errors.fail(
                     f"is {what}, not a safetensors model file", "give an anynet model file"
                 )
-    if len(raw) < 8:
-        raise errors.fail(
-            f"is {len(raw)} bytes long, too short for a safetensors file (truncated?)"
-        )
-    if size == 0 or size > _MAX_HEADER_BYTES:
+    if size < 8:
+        raise errors.fail(f"is {size} bytes long, too short for a safetensors file (truncated?)")
+    if length == 0 or length > _MAX_HEADER_BYTES:
         raise errors.fail(
             "is not a safetensors file (its first 8 bytes are not a plausible header length)",
             "give an anynet model file",
         )
-    if 8 + size > len(raw):
+    if 8 + length > size:
         raise errors.fail(
-            f"is truncated: its header should be {size} bytes, but only {len(raw) - 8} "
+            f"is truncated: its header should be {length} bytes, but only {size - 8} "
             "bytes follow the length field"
         )
+    raw = head[8:] + _read_exactly(errors, f, length - len(head[8:]))
     try:
-        text = raw[8 : 8 + size].decode("utf-8")
+        text = raw.decode("utf-8")
         if not text.startswith("{"):
             raise ValueError("the header does not start with '{'")
         header = _strict_json(text)
@@ -361,7 +428,7 @@ def _parse_header(errors: FileErrors, raw: bytes) -> tuple[dict[str, Any], dict[
         )
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise errors.fail("has corrupt safetensors metadata (not a mapping of strings)")
-    return header, meta, 8 + size
+    return header, meta, 8 + length
 
 
 def _check_format(errors: FileErrors, meta: Mapping[str, str]) -> None:
@@ -404,33 +471,40 @@ def _locate_tensors(
     entries = {}
     for name, entry in header.items():
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        tensor = f"tensor {short_repr(name)}"
         if code not in _DTYPES:
             raise errors.fail(
-                f"tensor {name!r} has dtype {code!r}; anynet files hold only {sorted(_DTYPES)}"
+                f"{tensor} has dtype {short_repr(code)}; anynet files hold only {sorted(_DTYPES)}"
             )
-        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
-            raise errors.fail(f"tensor {name!r} has an invalid shape {shape!r}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > _MAX_NDIM
+            or not all(is_int(d) and d >= 0 for d in shape)
+            # Python ints: no overflow. Zeros left out: NumPy refuses (2**62, 2**62, 0) too.
+            or math.prod(max(d, 1) for d in shape) * _DTYPES[code].itemsize > _MAX_TENSOR_BYTES
+        ):
+            raise errors.fail(f"{tensor} has an invalid shape {short_repr(shape)}")
         if (
             not isinstance(offsets, list)
             or len(offsets) != 2
             or not all(is_int(o) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]
         ):
-            raise errors.fail(f"tensor {name!r} has invalid data offsets {offsets!r}")
+            raise errors.fail(f"{tensor} has invalid data offsets {short_repr(offsets)}")
         begin, end = offsets
         nbytes = math.prod(shape) * _DTYPES[code].itemsize
         if end - begin != nbytes:
             raise errors.fail(
-                f"tensor {name!r} of shape {tuple(shape)} and dtype {code} needs {nbytes} bytes "
-                f"but its offsets span {end - begin}"
+                f"{tensor} of shape {tuple(shape)} and dtype {code} needs {nbytes} bytes but "
+                f"its offsets span {end - begin}"
             )
         entries[name] = (code, shape, begin, end)
     position = 0
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda e: e[1][2:]):
         if begin != position:
             raise errors.fail(
-                f"has corrupt tensor offsets (tensor {name!r} starts at byte {begin} of the "
-                f"data, expected {position})"
+                f"has corrupt tensor offsets (tensor {short_repr(name)} starts at byte {begin} "
+                f"of the data, expected {position})"
             )
         position = end
     if position > data_len:
@@ -464,17 +538,20 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     Raises
     ------
     ModelFileError
-        For every problem: no such file, a directory, empty, not safetensors (a pickle, a zip,
-        plain text), truncated, bytes appended, a corrupt header, not written by anynet, a newer
-        format version, a digest mismatch (modified or corrupted after it was written), or
-        metadata that is not JSON.
+        For every problem: no such file, a directory or anything else that is not a regular
+        file (a FIFO, a device, a socket), empty, not safetensors (a pickle, a zip, plain
+        text), truncated, bytes appended, a corrupt header, an invalid dtype or shape, not
+        written by anynet, a newer format version, a digest mismatch (modified or corrupted
+        after it was written), or metadata that is not JSON.
     """
     errors = FileErrors(Path(path))
-    raw = _read_bytes(errors)
-    header, meta, start = _parse_header(errors, raw)
-    _check_format(errors, meta)
-    entries = _locate_tensors(errors, header, len(raw) - start)
-    view = memoryview(raw)[start:]
+    f, size = _open_regular(errors)
+    with f:
+        header, meta, start = _read_header(errors, f, size)
+        _check_format(errors, meta)
+        # The tensors must tile the rest of the file exactly: only then is it read.
+        entries = _locate_tensors(errors, header, size - start)
+        view = memoryview(_read_exactly(errors, f, size - start))
     digest = _digest(meta, ((n, c, s, view[b:e]) for n, (c, s, b, e) in entries.items()))
     if digest != meta[_DIGEST_KEY]:
         raise errors.fail(
@@ -491,7 +568,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
     for name, (code, shape, begin, end) in entries.items():
         dtype = _DTYPES[code]
         if code == "BOOL" and bytes(view[begin:end]).translate(None, b"\x00\x01"):
-            raise errors.fail(f"tensor {name!r} holds booleans other than 0 and 1")
+            raise errors.fail(f"tensor {short_repr(name)} holds booleans other than 0 and 1")
         host = np.frombuffer(view[begin:end], dtype=dtype).reshape(shape)
         arrays[name] = host.astype(dtype.newbyteorder("="), copy=True)
     return arrays, metadata
