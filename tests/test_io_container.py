@@ -3,6 +3,7 @@ hostile header is refused with one ModelFileError naming the file; writes are at
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import pickle
@@ -505,6 +506,30 @@ def test_saving_replaces_the_old_file_and_respects_the_umask(saved):
     os.umask(umask)
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_name_of_the_longest_legal_length_is_written(tmp_path):
+    # The temporary name must not grow with the destination's: 255 bytes is the usual limit.
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    path = tmp_path / ("m" * min(limit, 255))
+    io.save_checkpoint(path, params={}, opt_state=(), epoch=1, step=1)
+    assert io.load_checkpoint(path).epoch == 1
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_temporary_files_match_the_documented_pattern(tmp_path, monkeypatch):
+    seen = []
+
+    def replace(src, dst):
+        seen.append(Path(src))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError):
+        io.save_checkpoint(tmp_path / "c", params={}, opt_state=(), epoch=0, step=0)
+    (tmp,) = seen
+    assert tmp.parent == tmp_path and fnmatch.fnmatchcase(tmp.name, io.TEMPORARY_FILES)
+    assert len(tmp.name) <= 40
 
 
 def test_saving_to_a_directory_or_a_missing_directory(tmp_path):

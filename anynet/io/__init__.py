@@ -4,7 +4,8 @@ Three modules, one concern each:
 
 :mod:`anynet.io.container`
     The file itself: :func:`write_arrays` and :func:`read_arrays`, the digest, the atomic
-    write, and the refusal of every malformed file. Its docstring describes the format.
+    write (its temporary files match :data:`TEMPORARY_FILES`), and the refusal of every
+    malformed file. Its docstring describes the format.
 :mod:`anynet.io.codec`
     Nested values (optimizer state, RNG state, history, user metadata) as JSON plus named
     tensors, and :data:`STATE_CLASSES`, the optimizer states a file may name.
@@ -18,7 +19,7 @@ Everything public is importable from here. The modules' other unprefixed names (
 """
 
 from anynet.io.codec import STATE_CLASSES
-from anynet.io.container import FORMAT_VERSION, read_arrays, write_arrays
+from anynet.io.container import FORMAT_VERSION, TEMPORARY_FILES, read_arrays, write_arrays
 from anynet.io.files import (
     Checkpoint,
     load_checkpoint,
@@ -30,6 +31,7 @@ from anynet.io.files import (
 __all__ = [
     "FORMAT_VERSION",
     "STATE_CLASSES",
+    "TEMPORARY_FILES",
     "Checkpoint",
     "load_checkpoint",
     "load_network",

@@ -39,7 +39,9 @@ make anynet allocate no more than its own size.
 
 Writes go to a temporary file in the destination's directory, are flushed and fsynced, and
 only then renamed over the destination (an atomic ``os.replace``); the directory is fsynced
-after. A crash at any point leaves the previous file intact.
+after. A crash at any point leaves the previous file intact. The temporary file's name is short
+and fixed in length whatever the destination's (a 255-byte name is legal, and a name grown from
+it would not be), and matches :data:`TEMPORARY_FILES`: what a kill during a write leaves behind.
 """
 
 from __future__ import annotations
@@ -60,10 +62,17 @@ import safetensors.numpy
 from anynet.backends import to_numpy
 from anynet.errors import ModelFileError
 
-__all__ = ["FORMAT_VERSION", "read_arrays", "write_arrays"]
+__all__ = ["FORMAT_VERSION", "TEMPORARY_FILES", "read_arrays", "write_arrays"]
 
 #: The file-format version this anynet writes, and the newest it reads.
 FORMAT_VERSION = 1
+
+#: The glob pattern of the temporary files :func:`write_arrays` writes next to a destination
+#: before renaming one into place: ``.anynet-`` then 16 hexadecimal digits then ``.tmp``. One
+#: found where no write is in flight is an orphan of a killed write, safe to delete:
+#: ``for p in Path(folder).glob(TEMPORARY_FILES): p.unlink()``.
+TEMPORARY_FILES = ".anynet-*.tmp"
+_TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = TEMPORARY_FILES.split("*")
 
 _FORMAT = "anynet"
 _META_KEYS = ("format", "format_version", "anynet")
@@ -244,7 +253,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     # O_EXCL on a random name: never clobber anything; mode 0o666 lets the umask decide
     # permissions as for any new file (mkstemp would force 0o600).
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = directory / f"{_TEMPORARY_PREFIX}{secrets.token_hex(8)}{_TEMPORARY_SUFFIX}"
     try:
         fd = os.open(tmp, flags, 0o666)
     except OSError as exc:
