@@ -273,6 +273,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AnynetError(f"--dropout must be below 1; got {args.dropout}")
     if args.plots is not None:
         _check_can_plot()  # before the run, not after it
+    # Every path the run will write, checked before the data is loaded: a bad one used to fail
+    # only after training, and the trained model was lost.
+    _check_output("--out", args.out)
+    if args.plots is not None:
+        _check_output("--plots", args.plots, folder=True)
+    if args.checkpoint_dir is not None:
+        _check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
     X, y, X_test, y_test = _load_data(args)
     if args.limit:
         X, y = X[: args.limit], y[: args.limit]
@@ -337,6 +344,89 @@ def cmd_train(args: argparse.Namespace) -> int:
         _write_plots(clf, X_test, y_test, args.plots)
         print(f"plots: {args.plots}/")
     return 0
+
+
+# --- outputs: checked before the work -------------------------------------------------------
+
+
+def _check_output(flag: str, path: Path, *, folder: bool = False) -> None:
+    """Refuse ``path``, the value of ``flag``, if the run could not write it (a file, or a
+    folder with ``folder``) once its work is done."""
+    try:
+        (_check_out_folder if folder else _check_out_file)(flag, path)
+    except OSError as exc:  # even looking failed: a folder on the way that we may not enter
+        raise AnynetError(f"{flag} {path}: {exc.strerror or exc}") from None
+
+
+def _check_out_file(flag: str, path: Path) -> None:
+    """Refuse a file path that could not be written once the work is done.
+
+    The folder must exist: it is not created, as ``torch.save`` does not create it, because a
+    typo in it would leave the model somewhere the user does not look.
+    """
+    _check_name_lengths(flag, path)
+    if path.is_dir():
+        raise AnynetError(
+            f"{flag} {path} is a folder; give a file name inside it, such as "
+            f"{path / 'model.safetensors'}"
+        )
+    if path.exists() and not path.is_file():
+        # Writing replaces it: a FIFO or, for root, /dev/null would be swapped for a file.
+        raise AnynetError(f"{flag} {path} exists and is not a regular file; give a file name")
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise AnynetError(f"{flag} {path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise AnynetError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    _check_can_write_in(folder, f"{flag} {path}")
+
+
+def _check_out_folder(flag: str, path: Path) -> None:
+    """Refuse a folder the run could not write into. A missing one is fine (the run creates
+    it, parents too), if it can be: nothing is created here, for a run that fails first."""
+    _check_name_lengths(flag, path)
+    if path.exists() and not path.is_dir():
+        raise AnynetError(f"{flag} {path} is a file, not a folder")
+    existing = path  # the nearest folder that exists: the run's mkdir creates the rest there
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AnynetError(f"{flag} {path} cannot be created: {existing} is a file")
+    _check_can_write_in(
+        existing, f"{flag} {path}" + ("" if existing == path else " cannot be created")
+    )
+
+
+def _check_name_lengths(flag: str, path: Path) -> None:
+    """Refuse a name longer than its file system allows (255 bytes, mostly), which would fail
+    only at the write, and which makes even asking whether the path exists fail."""
+    folder, parts = (Path(path.anchor), path.parts[1:]) if path.anchor else (Path("."), path.parts)
+    for part in parts:
+        try:
+            limit = os.pathconf(folder, "PC_NAME_MAX")
+        except (AttributeError, ValueError, OSError):  # no pathconf (Windows), or no answer
+            return
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise AnynetError(
+                f"{flag}: the file name {part[:16]}... is {size} bytes long; the file system of "
+                f"{folder} allows at most {limit}"
+            )
+        if (folder / part).is_dir():  # else the limit of the last folder that exists
+            folder = folder / part
+
+
+def _check_can_write_in(folder: Path, what: str) -> None:
+    """Create (and at once delete) a nameless file in ``folder``: the permission the real write
+    needs, asked of the file system itself (``os.access`` guesses from permission bits and the
+    real user id, wrong on NFS that squashes root, for one). ``what`` begins the error."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise AnynetError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def _check_can_plot() -> None:
@@ -404,6 +494,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.plots is not None:
         _check_can_plot()
+        _check_output("--plots", args.plots, folder=True)
     clf = anynet.load(args.model, backend=args.backend)
     X, y = load_fashion_mnist("test", data_dir=args.data_dir, download=not args.no_download)
     pred = clf.predict(X)
