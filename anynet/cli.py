@@ -239,7 +239,9 @@ def add_train(subparsers) -> None:
         help="also checkpoint every STEPS optimizer steps",
     )
     g.add_argument(
-        "--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir"
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --checkpoint-dir (refused if there is none)",
     )
     g.add_argument(
         "--plots",
@@ -280,6 +282,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_output("--plots", args.plots, folder=True)
     if args.checkpoint_dir is not None:
         _check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
+        if args.resume:
+            _check_resumable(args.checkpoint_dir)
     X, y, X_test, y_test = _load_data(args)
     if args.limit:
         X, y = X[: args.limit], y[: args.limit]
@@ -427,6 +431,26 @@ def _check_can_write_in(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise AnynetError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def _check_resumable(folder: Path) -> None:
+    """Refuse ``--resume`` with nothing to resume: the estimator then starts afresh, and a typo
+    in the folder's name would silently throw away the run it meant to continue."""
+    from anynet.training import CHECKPOINT_NAME
+
+    path = folder / CHECKPOINT_NAME
+    if not folder.is_dir():
+        raise AnynetError(
+            f"--resume: --checkpoint-dir {folder} does not exist, so there is no run to "
+            "continue; check the folder's name, or leave out --resume to start afresh"
+        )
+    if not path.exists():
+        raise AnynetError(
+            f"--resume: --checkpoint-dir {folder} holds no {CHECKPOINT_NAME} (a run stopped "
+            "before its first checkpoint leaves none); leave out --resume to start afresh"
+        )
+    if not path.is_file():
+        raise AnynetError(f"--resume: {path} in --checkpoint-dir is not a regular file")
 
 
 def _check_can_plot() -> None:

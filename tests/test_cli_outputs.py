@@ -1,6 +1,7 @@
 """`anynet train` and `evaluate --plots` refuse a path they could not write before any work:
 a bad ``--out``, ``--plots`` or ``--checkpoint-dir`` used to fail only after training, and the
-trained model was lost. ``--resume`` with no checkpoint to resume is refused as well.
+trained model was lost. ``--resume`` with no checkpoint to resume is refused as well, rather than
+silently training from scratch.
 
 Each run points ``--data-dir`` at an empty folder with ``--no-download``: were the paths checked
 only after loading the data, the error would be about Fashion-MNIST, not about the flag. So these
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from anynet.training import CHECKPOINT_NAME
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="/proc: a folder nobody can write in"
@@ -121,3 +124,23 @@ def test_a_missing_output_folder_is_fine_and_left_for_the_run(tmp_path, no_data)
 def test_evaluate_plots_checked_before_loading_anything(a_file, no_data):
     out = anynet_cmd("evaluate", "missing.safetensors", *no_data, "--plots", str(a_file))
     refused_before_the_work(out, "--plots", "is a file, not a folder")
+
+
+def test_resume_from_a_folder_that_does_not_exist(tmp_path, no_data):
+    typo = tmp_path / "chekpoints"
+    out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(typo), "--resume")
+    refused_before_the_work(out, "--resume", "--checkpoint-dir", str(typo), "does not exist")
+
+
+def test_resume_from_a_folder_without_a_checkpoint(tmp_path, no_data):
+    # A run killed before its first checkpoint leaves a folder (and its lock file), no more.
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.lock").write_text("pid 1\n")
+    out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"), "--resume")
+    refused_before_the_work(out, "--resume", "--checkpoint-dir", f"no {CHECKPOINT_NAME}")
+
+
+def test_resume_from_a_checkpoint_that_is_not_a_file(tmp_path, no_data):
+    (tmp_path / "ck" / CHECKPOINT_NAME).mkdir(parents=True)
+    out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"), "--resume")
+    refused_before_the_work(out, "--resume", "not a regular file")
