@@ -297,7 +297,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_iter=args.epochs,
         random_state=args.seed,
         momentum=args.momentum,
-        n_iter_no_change=args.epochs,  # run every epoch asked for
+        # Run every epoch asked for: a patience no run reaches. Not --epochs: the checkpoint
+        # records it, and a run resumed with more epochs (extended) would be refused.
+        n_iter_no_change=2**31 - 1,
         verbose=not args.quiet,
         backend=args.backend,
         dtype=args.dtype,

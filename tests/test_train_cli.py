@@ -233,3 +233,24 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, how):
         np.testing.assert_array_equal(a, b)
     clf = anynet.load(tmp_path / "resumed.safetensors")
     assert clf.n_iter_ == 5 and len(clf.history_["val_accuracy"]) == 5
+
+
+@needs_data
+def test_resume_with_more_epochs_extends_the_run(tmp_path):
+    """A finished run continued with a larger --epochs ends as a run that had asked for them all
+    from the start: --epochs is not part of what a checkpoint holds its run to."""
+    args = ["train", "--limit", "1000", "--hidden", "16", "--quiet"]
+    ck = ["--checkpoint-dir", str(tmp_path / "ck")]
+    first = anynet_cmd(*args, *ck, "--epochs", "1", "--out", str(tmp_path / "one.safetensors"))
+    assert first.returncode == 0, first.stderr
+    more = anynet_cmd(
+        *args, *ck, "--epochs", "2", "--resume", "--out", str(tmp_path / "more.safetensors")
+    )
+    assert more.returncode == 0, more.stderr
+    assert "after 2 epochs" in more.stdout
+    straight = anynet_cmd(*args, "--epochs", "2", "--out", str(tmp_path / "two.safetensors"))
+    assert straight.returncode == 0, straight.stderr
+    for a, b in zip(
+        coefs(tmp_path / "more.safetensors"), coefs(tmp_path / "two.safetensors"), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
