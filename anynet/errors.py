@@ -12,9 +12,12 @@ __all__ = [
     "ArgumentError",
     "BackendError",
     "BackendUnavailableError",
+    "CheckpointLockedError",
+    "CheckpointMismatchError",
     "ChecksumError",
     "DataError",
     "DatasetNotFoundError",
+    "DivergenceError",
     "IDXFormatError",
     "ModelFileError",
     "NonFiniteLossError",
@@ -39,6 +42,14 @@ class BackendUnavailableError(AnynetError, RuntimeError):
     """A known backend that cannot run here: its library is missing or it has no device."""
 
 
+class CheckpointLockedError(AnynetError, RuntimeError):
+    """Another run is writing checkpoints to the same folder."""
+
+
+class CheckpointMismatchError(AnynetError, ValueError):
+    """A checkpoint that belongs to another run than the one asked to resume from it."""
+
+
 class DataError(AnynetError, ValueError):
     """Data that anynet refuses: malformed, corrupt or inconsistent."""
 
@@ -61,3 +72,7 @@ class ModelFileError(AnynetError, ValueError):
 
 class NonFiniteLossError(AnynetError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class DivergenceError(AnynetError, FloatingPointError):
+    """Training diverged: its loss grew far beyond where it started, still finite."""

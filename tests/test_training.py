@@ -251,3 +251,58 @@ def test_a_second_ctrl_c_interrupts_at_once():
     with pytest.raises(KeyboardInterrupt):
         train(step, loader(), epochs=2, state=state)
     assert state.step == 1  # the second step never finished: the second Ctrl-C stopped it
+
+
+def test_a_diverging_loss_stops_the_run_unless_the_check_is_off():
+    model = make_model()
+    params = model.init_params(rng=be.host_generator(1), backend=be)
+    wild = select_step(model, nn.sgd(50.0), params, backend=be)  # a learning rate far too high
+    with pytest.raises(anynet.errors.DivergenceError, match=r"more than 100 times its first"):
+        train(wild, loader(), epochs=3)
+    tame = select_step(model, nn.sgd(0.01), params, backend=be)
+    # A factor the normal run crosses nowhere; and the check off.
+    train(tame, loader(), epochs=2, divergence_factor=1.5)
+    train(make_step(), loader(), epochs=1, divergence_factor=None)
+
+
+def test_a_checkpoint_of_another_run_is_refused_listing_each_difference(tmp_path):
+    run = {"seed": 5, "batch_size": 16, "optimizer": ["adam", 0.01]}
+    train(make_step(), loader(), epochs=1, callbacks=[Checkpointer(tmp_path, run=run)])
+    path, shapes = tmp_path / "checkpoint.safetensors", make_model().param_shapes()
+    read_checkpoint(path, backend=be, param_shapes=shapes, run=run)  # the same run
+    other = {**run, "seed": 6, "batch_size": 32}
+    with pytest.raises(anynet.errors.CheckpointMismatchError) as info:
+        read_checkpoint(path, backend=be, param_shapes=shapes, run=other)
+    message = str(info.value)
+    assert "batch_size: the checkpoint's run has 16, this one 32" in message
+    assert "seed: the checkpoint's run has 5, this one 6" in message
+    assert "optimizer" not in message
+
+
+def test_callbacks_continue_from_the_state_a_checkpoint_kept(tmp_path):
+    class Counter(Callback):
+        name = "counter"
+
+        def __init__(self):
+            self.steps = 0
+
+        def on_step_end(self, state):
+            self.steps += 1
+
+        def state_dict(self):
+            return {"steps": self.steps, "seen": np.arange(3.0)}
+
+        def load_state_dict(self, saved, history):
+            self.steps = saved["steps"]
+            assert isinstance(saved["seen"], np.ndarray)  # arrays come back on the backend
+
+    first = Counter()
+    with pytest.raises(KeyboardInterrupt):
+        train(make_step(), loader(), epochs=2, callbacks=[Checkpointer(tmp_path), first, StopAt(8)])
+    state, ckpt = read_checkpoint(
+        tmp_path / "checkpoint.safetensors", backend=be, param_shapes=make_model().param_shapes()
+    )
+    again = Counter()
+    step = make_step(params=ckpt.params, opt_state=ckpt.opt_state)
+    train(step, loader(), epochs=2, state=state, callbacks=[again])
+    assert again.steps == 12  # 8 before the interrupt, 4 after

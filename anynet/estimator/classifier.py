@@ -14,6 +14,7 @@ runs there.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -131,7 +132,14 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         Write a checkpoint there every ``checkpoint_every`` epochs, every ``checkpoint_steps``
         optimizer steps if set, and on Ctrl-C. Writes are atomic: a kill leaves the last one.
     resume : bool
-        Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one. The checkpoint must
+        be of this run (the same network, solver settings, batch size, seed and data: a
+        :class:`~anynet.errors.CheckpointMismatchError` lists any difference); with
+        ``random_state=None`` the run's own seed is taken from the checkpoint.
+    divergence_factor : float or None, default 100
+        Stop with :class:`~anynet.errors.DivergenceError` once a batch's loss exceeds this many
+        times the run's first (a learning rate far too high), before any checkpoint holds the
+        diverged parameters; ``None`` turns the check off. NaN and infinite losses always stop.
 
     Attributes
     ----------
@@ -184,6 +192,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_every=1,
         checkpoint_steps=None,
         resume=False,
+        divergence_factor=100.0,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -216,6 +225,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.checkpoint_steps = checkpoint_steps
         self.resume = resume
+        self.divergence_factor = divergence_factor
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -254,6 +264,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             check_int(name, getattr(self, name), minimum=1)
         if self.checkpoint_steps is not None:
             check_int("checkpoint_steps", self.checkpoint_steps, minimum=1)
+        if self.divergence_factor is not None:
+            check_number("divergence_factor", self.divergence_factor, low=1.0, low_open=True)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             check_int("batch_size", self.batch_size, minimum=1, hint="or 'auto'")
         if self.init != "pytorch":
@@ -323,10 +335,17 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self._set_layer_arrays("intercepts_", arrays)
 
     def _device_params(self, model: nn.Sequential, be: Backend) -> dict[str, Any]:
-        """``params_`` on the device, in the compute dtype."""
-        return {
-            name: be.asarray(self.params_[name], dtype=self.dtype) for name in model.param_shapes()
-        }
+        """``params_`` on the device, in the compute dtype, after refusing non-finite ones (a
+        NaN weight would predict plausible-looking probabilities: ReLU maps NaN to 0)."""
+        for name, value in self.params_.items():
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            if bad:
+                raise ValueError(
+                    f"params_[{name!r}] holds {bad} NaN or infinite values: this model cannot "
+                    "predict or train; fit it again, or set finite parameters"
+                )
+        shapes = model.param_shapes()
+        return {name: be.asarray(self.params_[name], dtype=self.dtype) for name in shapes}
 
     # --- fitting ----------------------------------------------------------------------------
 
@@ -363,12 +382,48 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         # Continue from the current parameters (partial_fit, or fit with warm_start)?
         warm = "params_" in vars(self) and (incremental or self.warm_start)
         be = self._compute_backend(X)
-        seed = _seed(self.random_state)
+        checkpoint = self._checkpoint_path()
+        resume = self.resume and not incremental and checkpoint is not None and checkpoint.exists()
+        seed = self._run_seed(checkpoint if resume else None)
         data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
-        step, state = self._prepare_step(data, be, warm, incremental, seed)
-        state, stopper = self._run(step, state, data, be, incremental, seed, callbacks or ())
-        self._record(state, stopper, be, data, incremental)
+        run = self._run_record(data, seed)
+        step, state = self._prepare_step(data, be, warm, incremental, seed, run, resume)
+        state, stopper = self._run(step, state, data, be, incremental, seed, run, callbacks or ())
+        self._record(state, stopper, data, incremental)
         return self
+
+    def _run_seed(self, checkpoint: Path | None) -> int:
+        """The run's seed: ``random_state``'s; resuming without one, the checkpoint's own (a
+        fresh draw would make another run, which the checkpoint would refuse)."""
+        if self.random_state is None and checkpoint is not None:
+            from anynet.io import load_checkpoint
+
+            run = (load_checkpoint(checkpoint, backend="numpy").extra or {}).get("run")
+            if isinstance(run, dict) and isinstance(run.get("seed"), int):
+                return run["seed"]
+        return _seed(self.random_state)
+
+    def _batch_size(self, n: int) -> int:
+        batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
+        return min(batch_size, n)
+
+    def _run_record(self, data: _Data, seed: int) -> dict[str, Any]:
+        """What defines this training run, for its checkpoints: resuming one is refused unless
+        every entry is the same (``max_iter`` is not one: a run may be extended)."""
+        keys = (
+            "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1",
+            "beta_2", "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output",
+            "early_stopping", "validation_fraction", "tol", "n_iter_no_change",
+        )  # fmt: skip
+        return {
+            "estimator": type(self).__name__,
+            "network": self._network()[0].get_config(),
+            **{k: getattr(self, k) for k in keys},
+            "batch_size": self._batch_size(len(data.X)),
+            "seed": seed,
+            "classes": [repr(c) for c in self.classes_.tolist()],
+            "data": _fingerprint(data.X, data.y),
+        }
 
     def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
         """Phase 1: check and encode the data on the host; hold out a validation split."""
@@ -399,7 +454,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             X_val, y_val = self._validate_X(Xv, reset=False), self._encode(np.asarray(yv))
         return _Data(X, codes, X_val, y_val, n_samples)
 
-    def _prepare_step(self, data: _Data, be: Backend, warm: bool, incremental: bool, seed: int):
+    def _prepare_step(self, data: _Data, be, warm, incremental, seed, run, resume):
         """Phase 2: the network, where its parameters and optimizer state start (fresh, the
         current ones, or a checkpoint's), as a training step on the device; and where the
         run starts."""
@@ -418,9 +473,10 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         if incremental and getattr(self, "_opt_backend", None) == be.spec:
             opt_state = self._opt_state  # partial_fit continues the optimizer too
         state = TrainState(history={"loss": []})
-        checkpoint = self._checkpoint_path()
-        if self.resume and checkpoint is not None and checkpoint.exists() and not incremental:
-            state, ckpt = read_checkpoint(checkpoint, backend=be, param_shapes=model.param_shapes())
+        if resume:
+            shapes = model.param_shapes()
+            path = self._checkpoint_path()
+            state, ckpt = read_checkpoint(path, backend=be, param_shapes=shapes, run=run)
             params, opt_state = ckpt.params, ckpt.opt_state
         step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
         return step, state
@@ -430,17 +486,16 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             return None
         return Path(self.checkpoint_dir) / CHECKPOINT_NAME
 
-    def _run(self, step, state, data: _Data, be: Backend, incremental: bool, seed: int, extra):
+    def _run(self, step, state, data: _Data, be, incremental, seed, run, extra):
         """Phase 3: the training loop, with early stopping, checkpoints and progress."""
-        batch_size = min(200, len(data.X)) if self.batch_size == "auto" else int(self.batch_size)
-        if batch_size > len(data.X):
+        batch_size = self._batch_size(len(data.X))
+        if self.batch_size != "auto" and int(self.batch_size) > len(data.X):
             warnings.warn(
-                f"batch_size={batch_size} is larger than the {len(data.X)} samples: "
+                f"batch_size={self.batch_size} is larger than the {len(data.X)} samples: "
                 "clipped to the sample count",
                 UserWarning,
                 stacklevel=4,
             )
-            batch_size = len(data.X)
         shuffle_seed = derive_seed(seed, 0, 2)
         loader = self._loader(data.X, data.y, batch_size, bool(self.shuffle), shuffle_seed, be)
         validate = None
@@ -456,15 +511,13 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 patience=int(self.n_iter_no_change),
                 restore_best=bool(self.early_stopping),
             )
-            state.stop = stopper.replay(state.history)  # a resumed run's epochs so far
             callbacks.append(stopper)
         if self.checkpoint_dir is not None:
-            meta = {"estimator": "NNClassifier", "seed": seed}
             checkpointer = Checkpointer(
                 self.checkpoint_dir,
                 every=int(self.checkpoint_every),
                 every_steps=self.checkpoint_steps,
-                meta=meta,
+                run=run,
             )
             callbacks.append(checkpointer)
         if self.verbose:
@@ -481,15 +534,16 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             validate=validate,
             callbacks=[*callbacks, *extra],
             backend=be,
+            divergence_factor=self.divergence_factor,
         )
         return state, stopper
 
-    def _record(self, state, stopper, be: Backend, data: _Data, incremental: bool) -> None:
+    def _record(self, state, stopper, data: _Data, incremental: bool) -> None:
         """Phase 4: the fitted attributes, in scikit-learn's shapes."""
         best = stopper.best_params if stopper is not None else None
         # Copies: a fused step's parameters are views into buffers it would go on updating.
-        self.params_ = {k: np.array(be.to_numpy(v)) for k, v in (best or state.params).items()}
-        self._opt_state, self._opt_backend = state.opt_state, be.spec
+        self.params_ = {k: np.array(to_numpy(v)) for k, v in (best or state.params).items()}
+        self._opt_state, self._opt_backend = state.opt_state, state._backend.spec
         self.step_name_ = state.path
         # This call's epochs (a partial_fit runs one; a resumed fit, the whole run's).
         for k, v in state.history.items():
@@ -598,8 +652,10 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 # log_softmax of the logits stays finite where log(softmax) would be -inf.
                 out = nn.functional.log_softmax(out, xp=xp)
             elif link == "sigmoid":  # per-class sigmoids, normalised over the classes
-                out = nn.functional.sigmoid(out, xp=xp)
-                out = xp.log(out) - xp.log(xp.sum(out, axis=1, keepdims=True))
+                # In logs: log sigmoid(z) = -softplus(-z) stays finite where every sigmoid of a
+                # row underflows to 0 (0 / 0 gave NaN rows, and predict answered class 0).
+                log_sig = -(xp.where(out < 0, -out, 0.0) + xp.log1p(xp.exp(-xp.abs(out))))
+                out = nn.functional.log_softmax(log_sig, xp=xp)
             outs.append(out if log else xp.exp(out))  # link "exp": the net gives log-probs
         return xp.concat(outs, axis=0), be, caller
 
@@ -671,6 +727,16 @@ def _validator(model, loss: str, loader: DataLoader, be: Backend):
         return {"val_accuracy": float(host[0].sum()) / n, "val_loss": float(host[1].sum()) / n}
 
     return validate
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    """A digest of the arrays' dtypes, shapes and bytes: the same data, or not."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
 
 
 def _seed(random_state: Any) -> int:

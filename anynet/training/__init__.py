@@ -8,12 +8,13 @@
 """
 
 from anynet.training.callbacks import Callback, EarlyStopping, ProgressBar
-from anynet.training.checkpoints import CHECKPOINT_NAME, Checkpointer, read_checkpoint
+from anynet.training.checkpoints import CHECKPOINT_NAME, LOCK_NAME, Checkpointer, read_checkpoint
 from anynet.training.loop import Interrupted, TrainState, train
 from anynet.training.steps import select_step
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "LOCK_NAME",
     "Callback",
     "Checkpointer",
     "EarlyStopping",

@@ -23,7 +23,25 @@ Array = Any
 
 class Callback:
     """Hooks into :func:`~anynet.training.train`; each receives the
-    :class:`~anynet.training.TrainState`. Override what you need."""
+    :class:`~anynet.training.TrainState`. Override what you need.
+
+    A callback whose decisions depend on the epochs it has seen (early stopping) saves what it
+    knows with each checkpoint: :meth:`state_dict` gives it, under the callback's ``name``, and
+    :meth:`load_state_dict` takes it back when a run resumes, so the resumed run decides as the
+    uninterrupted one would have.
+    """
+
+    #: The key of this callback's state in a checkpoint.
+    name = "callback"
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint must hold for this callback to continue exactly (arrays allowed),
+        or ``None``: nothing."""
+        return None
+
+    def load_state_dict(self, saved: dict[str, Any] | None, history: Mapping[str, Any]) -> None:
+        """Continue from ``saved`` (what :meth:`state_dict` gave), or, for a checkpoint
+        written without it, from the run's ``history`` as far as that allows."""
 
     def on_train_begin(self, state: Any) -> None:
         """Before the first step (``state.epochs`` and ``state.batches_per_epoch`` are set)."""
@@ -49,6 +67,8 @@ class EarlyStopping(Callback):
     better). With ``restore_best``, the best epoch's parameters are kept in
     :attr:`best_params` (a copy), for the caller to put back at the end.
     """
+
+    name = "early_stopping"
 
     def __init__(
         self,
@@ -86,6 +106,27 @@ class EarlyStopping(Callback):
             self.best_params = {k: xp.asarray(v, copy=True) for k, v in state.params.items()}
         if self.no_improvement > self.patience:
             state.stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor,
+            "best": self.best,
+            "no_improvement": self.no_improvement,
+            "best_params": self.best_params,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any] | None, history: Mapping[str, Any]) -> None:
+        if saved is None:  # an older checkpoint: the counters follow from the history
+            self.replay(history)
+            return
+        if saved.get("monitor") != self.monitor:
+            raise ValueError(
+                f"the checkpoint's early stopping watched {saved.get('monitor')!r}, this run "
+                f"watches {self.monitor!r}"
+            )
+        self.best = float(saved["best"])
+        self.no_improvement = int(saved["no_improvement"])
+        self.best_params = saved["best_params"]
 
     def replay(self, history: Mapping[str, list[float]]) -> bool:
         """Run the rule over the epochs of a resumed run's ``history``; whether it would have

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from anynet.backends import Backend, derive_seed
-from anynet.errors import DataError, NonFiniteLossError
+from anynet.errors import DataError, DivergenceError, NonFiniteLossError
 from anynet.nn.step import Step
 
 __all__ = ["Interrupted", "TrainState", "train"]
@@ -54,13 +54,24 @@ class TrainState:
     #: The epoch count :func:`train` runs to, and the batches in one epoch.
     epochs: int = 0
     batches_per_epoch: int = 0
-    # The epoch in progress: its batch losses (device scalars, sums over the batch), the
-    # samples they cover, and the loss sum and sample count carried over from before a
-    # mid-epoch resume.
+    # The epoch in progress: its batch losses (device scalars, as the step returns them: means
+    # or sums, see ``losses_are_means``) and their sizes, the samples they cover, and the loss
+    # sum and sample count carried over from before a mid-epoch resume.
     batch_losses: list[Array] = field(default_factory=list, repr=False)
+    losses_are_means: bool = field(default=True, repr=False)
+    batch_sizes: list[int] = field(default_factory=list, repr=False)
     seen: int = 0
     carried_loss: float = 0.0
     carried_seen: int = 0
+    #: The run's first batch loss (per sample): divergence is measured against it.
+    first_loss: float | None = None
+    #: A batch loss (per sample) above ``divergence_factor`` times the first one (or 1, if that
+    #: is smaller) stops the run as diverged; ``None``: never. Set by :func:`train`.
+    divergence_factor: float | None = None
+    #: The callbacks of the run, bound by :func:`train` (a checkpoint saves their states).
+    callbacks: tuple[Any, ...] = field(default=(), repr=False)
+    #: Callback states read from a checkpoint, by callback name, restored by :func:`train`.
+    callback_states: dict[str, Any] = field(default_factory=dict, repr=False)
     _backend: Backend | None = field(default=None, repr=False)
 
     @property
@@ -88,25 +99,44 @@ class TrainState:
         """
         total = self.carried_loss
         if self.batch_losses:
-            host = self._host_losses()
-            total += float(host.sum(dtype="float64"))
+            total += float(self._host_losses().sum())
         return total, self.carried_seen + self.seen
 
     def _host_losses(self) -> np.ndarray:
-        """The batch losses of this epoch on the host, after raising if any is not finite."""
+        """The loss sums of this epoch's batches on the host (float64), after raising if one is
+        not finite or has diverged."""
         be = self._backend
         host = be.to_numpy(be.xp.stack(self.batch_losses)).astype("float64")
+        sizes = np.asarray(self.batch_sizes, dtype="float64")
+        per_sample, sums = (host, host * sizes) if self.losses_are_means else (host / sizes, host)
+        if self.first_loss is None and np.isfinite(per_sample[0]):
+            self.first_loss = float(per_sample[0])
         bad = np.flatnonzero(~np.isfinite(host))
-        if bad.size:
-            i = int(bad[0])
-            first = self.step - len(self.batch_losses)
-            raise NonFiniteLossError(
-                f"the training loss became {host[i]} at epoch {self.epoch + 1}, step {i + 1} "
-                f"of the epoch (global step {first + i + 1}); training stopped. Lower the "
-                "learning rate, scale the inputs (standardize), or check the data for NaN. The "
-                "last checkpoint, if any, holds the last good parameters."
+        where = bad
+        if self.divergence_factor is not None and self.first_loss is not None:
+            limit = self.divergence_factor * max(self.first_loss, 1.0)
+            where = np.flatnonzero(~np.isfinite(host) | (per_sample > limit))
+        if where.size:
+            i = int(where[0])
+            in_epoch = self.batch - len(self.batch_losses) + i + 1
+            at = (
+                f"at epoch {self.epoch + 1}, step {in_epoch} of the epoch "
+                f"(global step {self.step - len(self.batch_losses) + i + 1})"
             )
-        return host
+            advice = "Lower the learning rate, scale the inputs (standardize), or check the data"
+            kept = "The last checkpoint, if any, holds the last good parameters."
+            if not np.isfinite(host[i]):
+                raise NonFiniteLossError(
+                    f"the training loss became {host[i]} {at}; training stopped. {advice} for "
+                    f"NaN. {kept}"
+                )
+            raise DivergenceError(
+                f"the training loss reached {per_sample[i]:.3g} per sample {at}, more than "
+                f"{self.divergence_factor:g} times its first value ({self.first_loss:.3g}): "
+                f"training diverged and stopped. {advice}. {kept} To train on regardless, turn "
+                "the check off (divergence_factor=None)."
+            )
+        return sums
 
     def log(self, **metrics: float) -> None:
         """Append one value per metric to :attr:`history`."""
@@ -164,6 +194,17 @@ class _StepBoundary:
             signal.signal(signum, handler)
 
 
+def _on_backend(tree: Any, backend: Backend) -> Any:
+    """A callback state read from a file, its host arrays moved to ``backend``."""
+    if isinstance(tree, dict):
+        return {k: _on_backend(v, backend) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_on_backend(v, backend) for v in tree)
+    if isinstance(tree, np.ndarray):
+        return backend.asarray(tree)
+    return tree
+
+
 def _check_labels_fit(model: Any, loader: Any) -> None:
     """Refuse labels the model has no output for: the generic losses would train on garbage
     (a one-hot row of zeros), and the fused steps' kernels index the logits by label, so an
@@ -192,6 +233,7 @@ def train(
     validate: Callable[[dict[str, Array]], dict[str, float]] | None = None,
     callbacks: Sequence[Any] = (),
     backend: Backend | None = None,
+    divergence_factor: float | None = 100.0,
 ) -> TrainState:
     """Train until ``state.epoch == epochs`` or a callback stops the run.
 
@@ -220,6 +262,11 @@ def train(
         See :class:`anynet.training.Callback`.
     backend : Backend, optional
         Where the arrays live; default: the loader's.
+    divergence_factor : float or None
+        Stop with :class:`~anynet.errors.DivergenceError` when a batch's loss per sample exceeds
+        this many times the run's first one (or 1, if that is smaller): a learning rate far
+        too high shows as a loss in the thousands or beyond long before it is NaN. ``None``
+        turns the check off (NaN and infinities always stop a run).
 
     Returns
     -------
@@ -229,9 +276,10 @@ def train(
     ------
     DataError
         Before any step, if the loader's labels need more outputs than the model has.
-    NonFiniteLossError
-        A batch loss was NaN or infinite; the message names the epoch and step. Parameters
-        of that epoch are not handed to callbacks, so the last checkpoint stays the last good.
+    NonFiniteLossError, DivergenceError
+        A batch loss was NaN or infinite, or diverged; the message names the epoch and step.
+        Losses are checked before every checkpoint is written, so the last checkpoint holds
+        the last good parameters.
     KeyboardInterrupt
         After every callback's ``on_interrupt`` ran (a checkpointer saves there). Ctrl-C and
         SIGTERM arrive as :class:`Interrupted` at the end of the step they came in (a second
@@ -257,8 +305,14 @@ def train(
     state = TrainState() if state is None else state
     state.train_step, state._backend = step, backend
     state.epochs, state.batches_per_epoch = int(epochs), len(loader)
+    state.divergence_factor = None if divergence_factor is None else float(divergence_factor)
     _check_labels_fit(step.model, loader)
-    mean = getattr(step, "reduction", "mean") == "mean"
+    state.losses_are_means = getattr(step, "reduction", "mean") == "mean"
+    state.callbacks = tuple(callbacks)
+    if state.step > 0:  # resumed: the callbacks continue from what the checkpoint kept
+        for cb in state.callbacks:
+            saved = state.callback_states.get(cb.name)
+            cb.load_state_dict(_on_backend(saved, backend), state.history)
     boundary = _StepBoundary()
     try:
         boundary.__enter__()
@@ -269,7 +323,7 @@ def train(
             loader.set_epoch(epoch)
             if state.batch == 0:  # a fresh epoch; a resumed one keeps what it carried
                 state.carried_loss, state.carried_seen = 0.0, 0
-            state.batch_losses, state.seen = [], 0
+            state.batch_losses, state.batch_sizes, state.seen = [], [], 0
             t0 = time.perf_counter()
             for b, (X, y) in enumerate(loader):
                 if b < state.batch:  # resumed mid-epoch: these steps are already in params
@@ -281,7 +335,8 @@ def train(
                 value = step(X, y, l1=l1, l2=l2 / n if l2_per_sample else l2, rng=rng)
                 state.step += 1
                 state.batch = b + 1
-                state.batch_losses.append(value * n if mean else value)  # a batch sum
+                state.batch_losses.append(value)
+                state.batch_sizes.append(n)
                 state.seen += n
                 for cb in callbacks:
                     cb.on_step_end(state)
@@ -297,7 +352,7 @@ def train(
             # during validation leaves it at its last batch, and the resumed run validates it.
             state.log(**metrics)
             state.epoch, state.batch = epoch + 1, 0
-            state.batch_losses, state.seen = [], 0
+            state.batch_losses, state.batch_sizes, state.seen = [], [], 0
             state.carried_loss, state.carried_seen = 0.0, 0
             for cb in callbacks:
                 cb.on_epoch_end(state)

@@ -1,0 +1,187 @@
+"""Reliability: nothing lost, nothing silent. One test per fault class of the reliability issue.
+
+Each test names its class and tries the faults an adversary found in it: data loss, resume that
+is not exact, hostile files, divergence, non-finite weights, outputs checked too late, wrong
+answers from the command line. Finer-grained tests of each piece live beside it (test_io_*,
+test_idx, test_train_cli, test_training); these are the end-to-end guarantees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+import anynet
+from anynet import NNClassifier
+from anynet.errors import (
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    DivergenceError,
+    NonFiniteLossError,
+)
+from anynet.io import load_checkpoint
+from anynet.training import Callback, Checkpointer, TrainState
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+X, Y = make_classification(
+    n_samples=300, n_features=12, n_informative=8, n_classes=3, class_sep=2.0, random_state=1
+)
+
+
+class StopAt(Callback):
+    """Ctrl-C at an exact optimizer step, as the loop sees it."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def same_weights(a, b):
+    for x, y in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+# --- 1. data loss -----------------------------------------------------------------------------
+
+
+def test_1_a_non_finite_or_diverged_step_never_overwrites_a_good_checkpoint(tmp_path):
+    """With checkpoints every few steps, the write after a bad step replaced the last good one,
+    and every later resume failed: the run could not be recovered."""
+    kw = dict(hidden_layer_sizes=(8,), batch_size=30, shuffle=False, random_state=0)
+    bad = X.copy()
+    bad[150:] *= 1e37  # finite, but the first layer's sums overflow float32 from batch 6 on
+    with pytest.raises((NonFiniteLossError, DivergenceError), match=r"epoch 1, step 6 of"):
+        NNClassifier(max_iter=3, checkpoint_steps=2, checkpoint_dir=tmp_path, **kw).fit(bad, Y)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy")
+    assert ckpt.step == 4 and all(np.isfinite(p).all() for p in ckpt.params.values())
+
+
+# --- 2. early stopping and resume ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_step", [24, 50])  # after the best epoch; after the run stopped
+def test_2_an_interrupted_early_stopping_run_ends_as_an_uninterrupted_one(tmp_path, stop_step):
+    """The best epoch's parameters were never saved: a run killed after its best epoch ended
+    with other weights, and a run that had already stopped trained one more epoch."""
+    kw = dict(
+        hidden_layer_sizes=(8,),
+        batch_size=45,
+        max_iter=40,
+        early_stopping=True,
+        n_iter_no_change=2,
+        learning_rate_init=0.05,
+        random_state=3,
+    )
+    straight = NNClassifier(**kw).fit(X, Y)  # 6 steps an epoch; stops early
+    assert straight.n_iter_ < 40
+    interrupted = NNClassifier(**kw, checkpoint_dir=tmp_path)
+    if stop_step < 6 * straight.n_iter_:
+        with pytest.raises(KeyboardInterrupt):
+            interrupted.fit(X, Y, callbacks=[StopAt(stop_step)])
+    else:  # the whole run, stopped: resuming must not train on
+        interrupted.fit(X, Y)
+    resumed = NNClassifier(**kw, checkpoint_dir=tmp_path, resume=True).fit(X, Y)
+    same_weights(resumed, straight)
+    assert resumed.n_iter_ == straight.n_iter_
+    assert resumed.validation_scores_ == straight.validation_scores_
+
+
+# --- 3. resume is exact or refuses ------------------------------------------------------------
+
+
+BASE = dict(hidden_layer_sizes=(8,), batch_size=50, max_iter=2, random_state=1, dropout=0.1)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"batch_size": 40}, "batch_size"),
+        ({"learning_rate_init": 0.01}, "learning_rate_init"),
+        ({"random_state": 2}, "seed"),
+        ({"activation": "tanh"}, "network"),
+        ({"dtype": "float64"}, "dtype"),
+        ({"dropout": 0.2}, "network"),
+        ({"solver": "sgd"}, "solver"),
+        ({"data": "subset"}, "data"),
+    ],
+)
+def test_3_resuming_another_run_is_refused_naming_each_difference(tmp_path, change, named):
+    """Today a different batch size, learning rate, seed, activation, dtype, dropout or data
+    subset resumed with exit 0 and no message; a different solver ended in a traceback."""
+    NNClassifier(**BASE, checkpoint_dir=tmp_path).fit(X, Y)
+    change = dict(change)
+    data = X[:200] if change.pop("data", None) else X
+    other = NNClassifier(**{**BASE, **change}, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(CheckpointMismatchError, match=rf"another run(.|\n)*{named}:"):
+        other.fit(data, Y[: len(data)])
+
+
+def test_3_the_same_run_resumes_and_a_seedless_one_takes_the_checkpoints_seed(tmp_path):
+    straight = NNClassifier(**{**BASE, "max_iter": 4}).fit(X, Y)
+    NNClassifier(**BASE, checkpoint_dir=tmp_path).fit(X, Y)
+    # max_iter may grow (a run extended); random_state=None resumes with the run's own seed.
+    seedless = {**BASE, "max_iter": 4, "random_state": None}
+    resumed = NNClassifier(**seedless, checkpoint_dir=tmp_path, resume=True).fit(X, Y)
+    same_weights(resumed, straight)
+
+
+def test_3_one_writer_per_checkpoint_folder_and_no_orphans(tmp_path):
+    orphan = tmp_path / ".checkpoint.safetensors.0123abcd.tmp"
+    orphan.write_bytes(b"half a checkpoint, from a killed write")
+    first, second = Checkpointer(tmp_path), Checkpointer(tmp_path)
+    first.on_train_begin(TrainState())
+    assert not orphan.exists()
+    try:
+        with pytest.raises(CheckpointLockedError, match=r"another run \(pid \d+"):
+            second.on_train_begin(TrainState())
+    finally:
+        first.on_train_end(TrainState())
+    second.on_train_begin(TrainState())  # free again once the first run ended
+    second.on_train_end(TrainState())
+
+
+# --- 6. divergence beyond NaN ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(solver="adam", learning_rate_init=1e6), dict(solver="sgd", learning_rate_init=10.0)],
+    ids=["adam-lr-1e6", "sgd-lr-10"],
+)
+def test_6_divergence_is_caught_beyond_nan(tmp_path, settings):
+    """Adam at 1e6 (a loss of ~1e15) or SGD at 10 on raw data ended with exit 0, a chance-level
+    model, and a checkpoint of it."""
+    clf = NNClassifier((16,), max_iter=3, random_state=0, checkpoint_dir=tmp_path, **settings)
+    with pytest.raises((DivergenceError, NonFiniteLossError), match="epoch 1, step"):
+        clf.fit(X * 100, Y)
+    assert not hasattr(clf, "params_")  # nothing fitted, nothing saved as a model
+    off = NNClassifier((16,), max_iter=1, random_state=0, divergence_factor=None, **settings)
+    try:
+        off.fit(X * 100, Y)  # the check off: the run ends, unless NaN stops it
+    except NonFiniteLossError:
+        pass
+
+
+# --- 7. non-finite weights and probabilities ------------------------------------------------
+
+
+def test_7_non_finite_weights_are_refused_and_probabilities_stay_finite(tmp_path):
+    clf = NNClassifier((8,), max_iter=20, random_state=0, output="sigmoid").fit(X, Y)
+    # Logits so negative that every class's sigmoid underflows: NaN rows, and class 0, before.
+    far = X * 1e4
+    proba = clf.predict_proba(far)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (clf.predict(far) == clf.classes_[proba.argmax(axis=1)]).all()
+    clf.coefs_[0][0, 0] = math.nan  # ReLU maps NaN to 0: it would have predicted plausibly
+    with pytest.raises(ValueError, match=r"params_\['0.W'\] holds 1 NaN"):
+        clf.predict(X)
+    with pytest.raises(ValueError, match="NaN"):
+        anynet.save(clf, tmp_path / "m.safetensors")
