@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 import tempfile
+import threading
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -14,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anynet.datasets import read_idx, read_idx_pair
-from anynet.datasets.idx import IDX_DTYPES, decompress_gzip, parse_idx
+from anynet.datasets.idx import IDX_DTYPES, decompress_gzip, parse_idx, read_idx_bytes
 from anynet.errors import DataError, IDXFormatError
 
 CODES = {np.dtype(v.newbyteorder("=")): k for k, v in IDX_DTYPES.items()}
@@ -183,6 +188,149 @@ def test_missing_file_is_an_oserror_not_a_format_error(tmp_path):
     # A missing file is not malformed data: callers (the dataset search) treat it differently.
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "absent")
+
+
+# --- special files and hostile sizes: refused before they hang the reader or fill memory ------
+
+
+def call_with_deadline(fn, fifo: Path, seconds: float = 10.0):
+    """``fn()``, failing the test if it is still blocked on ``fifo`` after ``seconds``: then a
+    writer opens and closes the FIFO's other end, which releases the reader, so a regression
+    fails the suite instead of hanging it."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the test's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(seconds)
+        pytest.fail(f"reading the FIFO {fifo} blocked for {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("reader", [read_idx, read_idx_bytes])
+def test_a_fifo_is_refused_without_blocking(tmp_path, reader):
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(IDXFormatError, match="is a FIFO") as info:
+        call_with_deadline(lambda: reader(fifo), fifo)
+    assert str(fifo) in str(info.value) and "regular file" in str(info.value)
+
+
+def test_a_directory_is_refused_as_not_a_regular_file(tmp_path):
+    with pytest.raises(IDXFormatError, match="is a directory, not a regular file"):
+        read_idx(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
+def test_a_device_is_refused_before_a_byte_is_read():
+    # In a child process with a memory limit: a reader that regressed to reading /dev/zero
+    # whole must fail this test, not exhaust the machine.
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from anynet.datasets import read_idx\n"
+        "from anynet.errors import IDXFormatError\n"
+        "try:\n"
+        "    read_idx('/dev/zero')\n"
+        "except IDXFormatError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "/dev/zero: is a character device, not a regular file" in run.stdout
+
+
+def peak_memory(fn) -> int:
+    """The most bytes Python held at once while ``fn()`` ran (IDXFormatError swallowed)."""
+    tracemalloc.start()
+    try:
+        fn()
+    except IDXFormatError:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_the_header_is_checked_against_the_file_size_before_the_payload_is_read(tmp_path):
+    # A 3 GiB file (a hole: no disk) whose header declares 60 bytes of payload.
+    path = tmp_path / "big-idx3-ubyte"
+    with open(path, "wb") as f:
+        f.write(GOOD)
+        f.truncate(3 << 30)
+    assert peak_memory(lambda: read_idx(path)) < 16 << 20
+    with pytest.raises(IDXFormatError, match=f"{(3 << 30) - len(GOOD)} trailing bytes"):
+        read_idx(path)
+
+
+def gzip_bomb(head: bytes, zeros: int) -> bytes:
+    """A valid gzip file of ``head`` then ``zeros`` zero bytes, made without ever holding them.
+
+    After a full flush deflate starts afresh, so a MiB of zeros compresses to the same bytes
+    each time: compress it once and repeat it. The trailer (CRC32, length) is computed here.
+    """
+    block = 1 << 20
+    assert zeros % block == 0
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    start = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    zeros_block = deflate.compress(bytes(block)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush()[:-8]  # the last, empty block; the trailer is ours
+    crc = zlib.crc32(head)
+    chunk = bytes(16 * block)
+    for _ in range(zeros // len(chunk)):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(bytes(zeros % len(chunk)), crc)
+    size = (len(head) + zeros) & 0xFFFFFFFF
+    trailer = struct.pack("<II", crc, size)
+    return start + zeros_block * (zeros // block) + end + trailer
+
+
+def test_the_gzip_bomb_helper_makes_valid_gzip():
+    bomb = gzip_bomb(b"head", 3 << 20)
+    assert zlib.decompress(bomb, wbits=31) == b"head" + bytes(3 << 20)
+
+
+def test_a_gzip_bomb_is_refused_at_the_size_its_header_declares(tmp_path):
+    # 3 MB on disk, 3 GiB inflated, behind a header that declares 60 bytes of payload.
+    path = write(tmp_path, "bomb-idx3-ubyte.gz", gzip_bomb(GOOD, 3 << 30))
+    assert len(path.read_bytes()) < 4 << 20
+    assert peak_memory(lambda: read_idx(path)) < 16 << 20
+    with pytest.raises(IDXFormatError, match="more than the 76 bytes its IDX header declares"):
+        read_idx(path)
+    assert peak_memory(lambda: read_idx_bytes(path)) < 16 << 20
+
+
+def test_a_header_no_gzip_of_that_size_could_fill_is_refused_before_inflating(tmp_path):
+    # 2 GiB declared (under the cap) by a gzip file of a few hundred bytes: deflate cannot
+    # compress better than 1032:1, so this file is cut short, or hostile.
+    head = b"\x00\x00\x08\x01" + struct.pack(">I", 2**31 - 1)
+    path = write(tmp_path, "labels.gz", gzip_bomb(head, 1 << 20))
+    assert peak_memory(lambda: read_idx(path)) < 16 << 20
+    with pytest.raises(IDXFormatError, match=r"more than a gzip file of \d+ bytes can hold"):
+        read_idx(path)
+
+
+def test_decompress_gzip_stops_at_its_cap_in_bounded_memory():
+    bomb = gzip_bomb(b"", 1 << 30)
+    peak = peak_memory(lambda: decompress_gzip(bomb, name="bomb.gz", max_bytes=1_000_000))
+    assert peak < 16 << 20
+    with pytest.raises(IDXFormatError, match="gzip bomb"):
+        decompress_gzip(bomb, name="bomb.gz", max_bytes=1_000_000)
 
 
 # --- fuzzing: nothing but IDXFormatError escapes ---------------------------------------------

@@ -5,14 +5,25 @@ then one big-endian uint32 per dimension, then the values, big-endian, in C orde
 usually travel gzip-compressed. Every check this module makes raises
 :class:`~anynet.errors.IDXFormatError` (a ``ValueError``) naming the file and what is wrong;
 no other exception escapes it, whatever the bytes (a fuzz test in the suite holds it to that).
+
+Nothing is read before it is checked. Only a regular file is opened (a FIFO would block
+forever, ``/dev/zero`` never ends). The header comes first, and says exactly how many bytes
+follow; a raw file of any other size is refused before its payload is read, and a gzip file is
+inflated in small steps and refused as soon as it yields more than its header declares (or if
+its header declares more than a gzip file of its size can hold), so a small file that inflates
+to gigabytes costs no more memory than the data its header claims.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import zlib
+from collections.abc import Iterable, Iterator
+from functools import partial
 from math import prod
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,7 +55,122 @@ MAX_IDX_BYTES = 2**31
 
 # NumPy 1.x allows 32 dimensions; more is no IDX file anyone wrote.
 _MAX_NDIM = 32
+_MAX_HEADER = 4 + 4 * _MAX_NDIM
 _GZIP_MAGIC = b"\x1f\x8b"
+# Compressed bytes read, and inflated bytes asked for, at a time.
+_CHUNK = 1 << 16
+# Deflate's best ratio: a 258-byte match costs at least 2 bits. A header declaring more than
+# this many times the gzip file's size describes data the file cannot hold.
+_DEFLATE_MAX_RATIO = 1032
+# Inflated bytes kept beyond what a header declares, to report how many trailing bytes there
+# are; a file with more is refused as a gzip bomb before they are inflated.
+_SLACK = 1 << 16
+
+# What a path that is not a regular file is, by the type bits of its mode.
+_SPECIAL_FILES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of this mode is, unless it is a regular file: then None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _SPECIAL_FILES if test(mode)), "not a regular file")
+
+
+def _open_regular(path: Path) -> tuple[BinaryIO, int]:
+    """``path`` open for reading, and its size; IDXFormatError unless it is a regular file.
+
+    The mode is checked before the open, which must not block on a FIFO, and again on the open
+    file, which is what is then read. A missing or unreadable file stays an OSError: callers
+    (the dataset search) tell those apart from bad data.
+    """
+    kind = _not_regular(os.stat(path).st_mode)
+    if kind is None:
+        # O_NONBLOCK: a FIFO swapped in after the check must not block the open either.
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0))
+        info = os.fstat(fd)
+        kind = _not_regular(info.st_mode)
+        if kind is not None:
+            os.close(fd)
+    if kind is not None:
+        raise IDXFormatError(
+            f"{path}: is {kind}, not a regular file; give the path of an IDX file (such as "
+            "train-images-idx3-ubyte.gz)"
+        )
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+class _Gunzip:
+    """One gzip member, inflated from ``chunks`` of compressed bytes in bounded steps."""
+
+    def __init__(self, chunks: Iterable[bytes], name: str):
+        self.chunks: Iterator[bytes] = iter(chunks)
+        self.name = name
+        # zlib in gzip mode (wbits=31) checks the header, the deflate stream and the trailer's
+        # CRC32 and length, and, unlike gzip.decompress, stops after one member, so a second
+        # member glued on shows up in unused_data instead of being silently concatenated.
+        self.decoder = zlib.decompressobj(wbits=31)
+        self.pending = b""
+        self.out = bytearray()
+
+    def fill(self, n: int) -> None:
+        """Inflate until ``out`` holds ``n`` bytes (never more) or the member or input ends."""
+        exhausted = False
+        while len(self.out) < n and not self.decoder.eof:
+            if not self.pending and not exhausted:
+                self.pending = next(self.chunks, b"")
+                exhausted = not self.pending
+            try:
+                piece = self.decoder.decompress(self.pending, n - len(self.out))
+            except zlib.error as exc:
+                reason = _zlib_reason(exc)
+                raise IDXFormatError(f"{self.name}: corrupt gzip data ({reason})") from None
+            self.pending = self.decoder.unconsumed_tail
+            if exhausted and not piece:
+                return  # the input ended inside the member: finish() says so
+            self.out += piece
+
+    def take(self, n: int) -> None:
+        """``fill(n)``; if the member ends sooner, check that it ended well: a damaged gzip
+        file is reported as such, before the short IDX data it holds."""
+        self.fill(n)
+        if len(self.out) < n:
+            self.finish()
+
+    def probe(self, n: int) -> None:
+        """Inflate up to ``n`` more bytes and drop them: only to see whether the stream there
+        is damaged (which raises its gzip error)."""
+        keep = len(self.out)
+        try:
+            self.take(keep + n)
+        finally:
+            del self.out[keep:]
+
+    def finish(self) -> None:
+        """Refuse a member cut short, or followed by anything (once ``fill`` stopped short)."""
+        if not self.decoder.eof:
+            raise IDXFormatError(
+                f"{self.name}: truncated gzip file (the compressed stream ends before its end "
+                "marker and checksum); the file is incomplete: delete it and fetch it again"
+            )
+        extra = self.decoder.unused_data
+        first, count = extra[:2], len(extra)
+        for chunk in self.chunks:  # count what follows without holding it
+            first += chunk[: 2 - len(first)]
+            count += len(chunk)
+        if count:
+            what = "a second gzip member" if first == _GZIP_MAGIC else "trailing bytes"
+            raise IDXFormatError(
+                f"{self.name}: {what} after the gzip stream ({count} bytes); an IDX file is "
+                "one gzip member"
+            )
 
 
 def decompress_gzip(raw: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> bytes:
@@ -57,7 +183,8 @@ def decompress_gzip(raw: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_I
     name : str
         What to call the data in error messages (usually the file's path).
     max_bytes : int
-        Refuse to produce more than this many bytes (a gzip bomb guard).
+        Refuse to produce more than this many bytes (a gzip bomb guard): decompression stops
+        as soon as the output passes it.
 
     Returns
     -------
@@ -73,32 +200,16 @@ def decompress_gzip(raw: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_I
     """
     if raw[:2] != _GZIP_MAGIC:
         raise IDXFormatError(f"{name}: not a gzip file (starts with {raw[:2].hex() or 'nothing'})")
-    # zlib in gzip mode (wbits=31) checks the header, the deflate stream and the trailer's
-    # CRC32 and length, and, unlike gzip.decompress, stops after one member, so a second
-    # member glued on shows up in unused_data instead of being silently concatenated.
-    decoder = zlib.decompressobj(wbits=31)
-    try:
-        out = decoder.decompress(raw, max_bytes + 1)
-    except zlib.error as exc:
-        raise IDXFormatError(f"{name}: corrupt gzip data ({_zlib_reason(exc)})") from None
-    if len(out) > max_bytes:
+    view = memoryview(raw)
+    gunzip = _Gunzip((view[i : i + _CHUNK] for i in range(0, len(view), _CHUNK)), name)
+    gunzip.fill(max_bytes + 1)
+    if len(gunzip.out) > max_bytes:
         raise IDXFormatError(
             f"{name}: decompresses to more than {max_bytes} bytes (the size cap); "
             "refusing it as a possible gzip bomb"
         )
-    if not decoder.eof:
-        raise IDXFormatError(
-            f"{name}: truncated gzip file (the compressed stream ends before its end marker "
-            "and checksum); the file is incomplete: delete it and fetch it again"
-        )
-    if decoder.unused_data:
-        extra = decoder.unused_data
-        what = "a second gzip member" if extra[:2] == _GZIP_MAGIC else "trailing bytes"
-        raise IDXFormatError(
-            f"{name}: {what} after the gzip stream ({len(extra)} bytes); an IDX file is one "
-            "gzip member"
-        )
-    return out
+    gunzip.finish()
+    return bytes(gunzip.out)
 
 
 def _zlib_reason(exc: zlib.error) -> str:
@@ -108,6 +219,66 @@ def _zlib_reason(exc: zlib.error) -> str:
     if "incorrect length check" in text:
         return f"length mismatch in the gzip trailer; zlib: {text}"
     return f"zlib: {text}"
+
+
+def _header_length(data: bytes | bytearray, name: str) -> int:
+    """The length of the header ``data`` starts with, from its first 4 bytes, checked."""
+    if len(data) < 4:
+        raise IDXFormatError(f"{name}: {len(data)} bytes is too short for an IDX header (4 bytes)")
+    if data[0] != 0 or data[1] != 0:
+        raise IDXFormatError(
+            f"{name}: bad IDX magic number {bytes(data[:4]).hex()} (an IDX file starts with two "
+            "zero bytes); is this an IDX file?"
+        )
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise IDXFormatError(f"{name}: unknown IDX type code 0x{code:02X}; expected one of {known}")
+    if not 1 <= ndim <= _MAX_NDIM:
+        raise IDXFormatError(f"{name}: {ndim} dimensions; expected 1 to {_MAX_NDIM}")
+    return 4 + 4 * ndim
+
+
+def _parse_header(
+    data: bytes | bytearray, name: str, max_bytes: int
+) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """``(shape, dtype, header length, payload length)`` of the header ``data`` starts with.
+
+    ``data`` is the whole file, or at least its header: a shorter ``data`` is the whole file.
+    """
+    header = _header_length(data, name)
+    if len(data) < header:
+        raise IDXFormatError(
+            f"{name}: truncated header: {header // 4 - 1} dimensions need {header} bytes, the "
+            f"file has {len(data)}"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=header // 4 - 1, offset=4))
+    if 0 in shape:
+        raise IDXFormatError(f"{name}: a zero dimension in shape {shape}; IDX data cannot be empty")
+    dtype = IDX_DTYPES[data[2]]
+    # Python ints: no overflow, however large the header claims the data is.
+    expected = prod(shape) * dtype.itemsize
+    if expected > max_bytes:
+        raise IDXFormatError(
+            f"{name}: shape {shape} of {dtype.name} needs {expected} bytes, over the size cap of "
+            f"{max_bytes} bytes"
+        )
+    return shape, dtype, header, expected
+
+
+def _check_payload(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, expected: int, actual: int
+) -> None:
+    """Refuse a payload of ``actual`` bytes where the header declares ``expected``."""
+    if actual < expected:
+        raise IDXFormatError(
+            f"{name}: truncated payload: shape {shape} of {dtype.name} needs {expected} bytes "
+            f"after the header, the file has {actual}"
+        )
+    if actual > expected:
+        raise IDXFormatError(
+            f"{name}: {actual - expected} trailing bytes after the payload of shape {shape}"
+        )
 
 
 def parse_idx(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -135,68 +306,79 @@ def parse_idx(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_IDX_BY
         dimension, a payload over ``max_bytes``, or a payload that is shorter or longer than
         the header says.
     """
-    if len(data) < 4:
-        raise IDXFormatError(f"{name}: {len(data)} bytes is too short for an IDX header (4 bytes)")
-    if data[0] != 0 or data[1] != 0:
-        raise IDXFormatError(
-            f"{name}: bad IDX magic number {data[:4].hex()} (an IDX file starts with two zero "
-            "bytes); is this an IDX file?"
-        )
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise IDXFormatError(f"{name}: unknown IDX type code 0x{code:02X}; expected one of {known}")
-    if not 1 <= ndim <= _MAX_NDIM:
-        raise IDXFormatError(f"{name}: {ndim} dimensions; expected 1 to {_MAX_NDIM}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise IDXFormatError(
-            f"{name}: truncated header: {ndim} dimensions need {header} bytes, the file has "
-            f"{len(data)}"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    if 0 in shape:
-        raise IDXFormatError(f"{name}: a zero dimension in shape {shape}; IDX data cannot be empty")
-    dtype = IDX_DTYPES[code]
-    # Python ints: no overflow, however large the header claims the data is.
-    expected = prod(shape) * dtype.itemsize
-    if expected > max_bytes:
-        raise IDXFormatError(
-            f"{name}: shape {shape} of {dtype.name} needs {expected} bytes, over the size cap of "
-            f"{max_bytes} bytes"
-        )
-    actual = len(data) - header
-    if actual < expected:
-        raise IDXFormatError(
-            f"{name}: truncated payload: shape {shape} of {dtype.name} needs {expected} bytes "
-            f"after the header, the file has {actual}"
-        )
-    if actual > expected:
-        raise IDXFormatError(
-            f"{name}: {actual - expected} trailing bytes after the payload of shape {shape}"
-        )
+    shape, dtype, header, expected = _parse_header(data, name, max_bytes)
+    _check_payload(name, shape, dtype, expected, len(data) - header)
     values = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return values.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _read_raw(f: BinaryIO, size: int, name: str, max_bytes: int) -> bytes:
+    """An uncompressed IDX file whose header is checked against its size before the rest is
+    read."""
+    head = f.read(min(size, _MAX_HEADER))
+    shape, dtype, header, expected = _parse_header(head, name, max_bytes)
+    _check_payload(name, shape, dtype, expected, size - header)
+    f.seek(0)
+    data = f.read(header + expected)
+    if len(data) != header + expected or f.read(1):
+        raise IDXFormatError(f"{name}: the file changed size while it was being read")
+    return data
+
+
+def _read_gzip(f: BinaryIO, size: int, name: str, max_bytes: int) -> bytes:
+    """A gzip-compressed IDX file, inflated no further than its header says it holds."""
+    gunzip = _Gunzip(iter(partial(f.read, _CHUNK), b""), name)
+    try:
+        # The 4-byte magic number gives the header's length, which gives the payload's.
+        gunzip.take(4)
+        gunzip.take(_header_length(gunzip.out, name))
+        _, _, header, expected = _parse_header(gunzip.out, name, max_bytes)
+    except IDXFormatError:
+        # Damage early in the deflate stream can inflate to a few garbage bytes before zlib
+        # notices: name the damage rather than the garbage, if a little more inflating finds it.
+        gunzip.probe(_SLACK)
+        raise
+    total = header + expected
+    if total > _DEFLATE_MAX_RATIO * size:
+        raise IDXFormatError(
+            f"{name}: its IDX header declares {total} bytes, more than a gzip file of {size} "
+            f"bytes can hold (deflate compresses at most {_DEFLATE_MAX_RATIO}:1): the file is "
+            "truncated or not what it claims; delete it and fetch it again"
+        )
+    gunzip.fill(total + _SLACK + 1)
+    if len(gunzip.out) > total + _SLACK:
+        raise IDXFormatError(
+            f"{name}: decompresses to more than the {total} bytes its IDX header declares; "
+            "refusing it as a possible gzip bomb"
+        )
+    gunzip.finish()
+    return bytes(gunzip.out)
 
 
 def read_idx_bytes(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> bytes:
     """The uncompressed IDX bytes of a file, gzip-compressed or raw (told apart by content).
 
-    This is what :func:`read_idx` parses and what anynet's checksums are computed on.
+    This is what :func:`read_idx` parses and what anynet's checksums are computed on. The
+    header is read and checked first; the bytes that follow are read (or inflated) only as far
+    as it declares, plus 64 KiB to report trailing bytes, and never more than ``max_bytes``.
 
     Raises
     ------
     IDXFormatError
-        A damaged gzip wrapper (see :func:`decompress_gzip`).
+        Not a regular file (a directory, a FIFO, a device), a damaged gzip wrapper (see
+        :func:`decompress_gzip`), an invalid header, a payload over ``max_bytes``, or a file
+        that holds (or inflates to) more than its header declares.
     OSError
-        The file cannot be read (missing, a directory, no permission).
+        The file cannot be read (missing, no permission).
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        # The largest legal header is 4 + 4 * 32 bytes.
-        return decompress_gzip(raw, name=str(path), max_bytes=max_bytes + 4 + 4 * _MAX_NDIM)
-    return raw
+    f, size = _open_regular(path)
+    with f:
+        if f.read(2) == _GZIP_MAGIC:
+            f.seek(0)
+            return _read_gzip(f, size, str(path), max_bytes)
+        f.seek(0)
+        return _read_raw(f, size, str(path), max_bytes)
 
 
 def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -219,7 +401,8 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
     Raises
     ------
     IDXFormatError
-        Anything wrong with the content: see :func:`decompress_gzip` and :func:`parse_idx`.
+        Anything wrong with the content, or a path that is not a regular file: see
+        :func:`read_idx_bytes`, :func:`decompress_gzip` and :func:`parse_idx`.
     OSError
         The file cannot be read.
 
