@@ -140,6 +140,16 @@ def test_data_dir_truncated_file_raises_format_error(tmp_path, isolated):
     assert str(bad) in str(info.value)
 
 
+def test_a_file_is_held_to_the_size_of_the_one_it_stands_for(tmp_path, isolated):
+    # Declaring 16 Mi labels where Fashion-MNIST's test labels are 10,000: refused at the
+    # header, before 16 MiB are inflated and hashed.
+    head = bytes([0, 0, 8, 1]) + (2**24).to_bytes(4, "big")
+    bad = put(tmp_path, LABELS, gzip.compress(head + bytes(2**24)))
+    with pytest.raises(IDXFormatError, match="over the size cap of 10000 bytes") as info:
+        fashion_mnist_path(LABELS, data_dir=tmp_path, download=False)
+    assert str(bad) in str(info.value)
+
+
 def test_data_dir_missing_without_download(tmp_path, isolated):
     with pytest.raises(DatasetNotFoundError) as info:
         load_fashion_mnist("test", data_dir=tmp_path / "nothing", download=False)

@@ -6,9 +6,13 @@ mirror costs the suite well under a second. Nothing here leaves 127.0.0.1.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import struct
 import threading
+import tracemalloc
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -39,6 +43,25 @@ def _real_or_synthetic() -> dict[str, bytes]:
     return files
 
 
+@functools.cache
+def labels_bomb() -> bytes:
+    """1 MB of gzip: a labels file's header for 10,000 labels, then 1 GiB of zeros.
+
+    After a full flush deflate starts afresh, so a MiB of zeros compresses to the same bytes
+    each time: compress it once and repeat it; the trailer (CRC32, length) is computed here.
+    """
+    head, block, blocks = bytes([0, 0, 8, 1]) + (10000).to_bytes(4, "big"), 1 << 20, 1024
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    start = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    zeros = deflate.compress(bytes(block)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush()[:-8]
+    crc, chunk = zlib.crc32(head), bytes(16 * block)
+    for _ in range(blocks // 16):
+        crc = zlib.crc32(chunk, crc)
+    size = (len(head) + blocks * block) & 0xFFFFFFFF
+    return start + zeros * blocks + end + struct.pack("<II", crc, size)
+
+
 REAL = _real_or_synthetic()
 needs_real = pytest.mark.skipif(
     LABELS not in REAL, reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"
@@ -46,7 +69,7 @@ needs_real = pytest.mark.skipif(
 
 
 class Mirrors:
-    """Routes: /good/, /corrupt/, /truncated/, /cut/, /stall/, /missing/ + file name."""
+    """Routes: /good/, /corrupt/, /bomb/, /truncated/, /cut/, /stall/, /missing/ + file name."""
 
     def __init__(self):
         self.release = threading.Event()  # set at teardown: stalled handlers give up
@@ -67,6 +90,8 @@ class Mirrors:
                     return
                 if kind == "good":
                     body = good
+                elif kind == "bomb":
+                    body = labels_bomb()
                 elif kind == "corrupt":
                     # Well-formed gzip and IDX, wrong content: only the hash can tell.
                     body = _labels_file(np.ones(10000, dtype=np.uint8))
@@ -224,3 +249,21 @@ def test_download_verified_bounds_size(mirrors, tmp_path):
             max_bytes=100,
         )
     assert leftovers(tmp_path) == []
+
+
+def test_a_gzip_bomb_from_a_mirror_is_refused_in_bounded_memory(mirrors, isolated):
+    assert len(labels_bomb()) < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ChecksumError) as info:
+            fashion_mnist_path(LABELS, mirrors=[mirrors.url("bomb")], timeout=TIMEOUT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "more than the 10008 bytes its IDX header declares" in str(info.value)
+    assert peak < 32 << 20  # the download's own buffers, not the GiB it inflates to
+    # Old-style file: the bomb is a valid gzip file, and inflates to what it claims.
+    assert zlib.decompressobj(wbits=31).decompress(labels_bomb(), 12)[:8] == bytes(
+        [0, 0, 8, 1, 0, 0, 0x27, 0x10]
+    )
+    assert leftovers(isolated / "cache") == []

@@ -63,6 +63,14 @@ _SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
 
+# Each file's payload size, as its shape gives it: the cap its header is held to, so a broken
+# or hostile file (a gzip bomb from a mirror) is refused at its header, not inflated and hashed.
+_PAYLOAD_BYTES = {
+    name: count * size
+    for images, labels, count in _SPLITS.values()
+    for name, size in ((images, 28 * 28), (labels, 1))
+}
+
 #: Upstream mirrors, tried in order; each serves ``<name>.gz``. Mirrors die: keep several.
 MIRRORS = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -97,7 +105,7 @@ def default_cache_dir() -> Path:
 
 def _verify(path: Path, name: str) -> bytes:
     """The verified IDX bytes of ``path``; raises ChecksumError or IDXFormatError."""
-    data = read_idx_bytes(path)
+    data = read_idx_bytes(path, max_bytes=_PAYLOAD_BYTES[name])
     actual = hashlib.sha256(data).hexdigest()
     expected = FASHION_MNIST_FILES[name]
     if actual != expected:
