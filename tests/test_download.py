@@ -267,3 +267,10 @@ def test_a_gzip_bomb_from_a_mirror_is_refused_in_bounded_memory(mirrors, isolate
         [0, 0, 8, 1, 0, 0, 0x27, 0x10]
     )
     assert leftovers(isolated / "cache") == []
+
+
+def test_a_destination_of_the_longest_legal_name_downloads(mirrors, tmp_path):
+    # The temporary name must not grow with the destination's: 255 bytes is the usual limit.
+    dest = tmp_path / ("x" * 251 + ".gz")
+    path = download_verified([mirrors.url("good") + f"{LABELS}.gz"], dest, lambda p: None)
+    assert path == dest and leftovers(tmp_path) == [dest.name]

@@ -3,7 +3,9 @@
 The download goes through pooch's HTTP downloader (requests, with a connect/read timeout)
 into a temporary file next to the destination. Only when the caller's ``verify`` accepts the
 temporary file is it renamed to its final name (an atomic ``os.replace``), so an interrupted,
-truncated or corrupt download never sits at the final path.
+truncated or corrupt download never sits at the final path. The temporary file's name is short
+whatever the destination's (``.anynet-`` then 8 random characters then ``.part``): one grown
+from a legal 255-byte name would not be legal.
 """
 
 from __future__ import annotations
@@ -118,9 +120,7 @@ def download_verified(
     downloader = pooch.HTTPDownloader(progressbar=False, chunk_size=65536, timeout=timeout)
     for url in urls:
         try:
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
-            )
+            fd, tmp_name = tempfile.mkstemp(prefix=".anynet-", suffix=".part", dir=dest.parent)
         except OSError as exc:
             attempts.append((url, f"cannot write in {dest.parent}: {exc}"))
             break
