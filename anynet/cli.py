@@ -228,7 +228,8 @@ def add_train(subparsers) -> None:
         "--checkpoint-dir",
         type=Path,
         default=None,
-        help="write a checkpoint here every --checkpoint-every epochs and on Ctrl-C",
+        help="write a checkpoint here every --checkpoint-every epochs and on Ctrl-C "
+        "(a folder that holds one already needs --resume)",
     )
     g.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="EPOCHS")
     g.add_argument(
@@ -282,8 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_output("--plots", args.plots, folder=True)
     if args.checkpoint_dir is not None:
         _check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
-        if args.resume:
-            _check_resumable(args.checkpoint_dir)
+        _check_resumable(args.checkpoint_dir, args.resume)
     X, y, X_test, y_test = _load_data(args)
     if args.limit:
         X, y = X[: args.limit], y[: args.limit]
@@ -435,12 +435,21 @@ def _check_can_write_in(folder: Path, what: str) -> None:
         raise AnynetError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
-def _check_resumable(folder: Path) -> None:
+def _check_resumable(folder: Path, resume: bool) -> None:
     """Refuse ``--resume`` with nothing to resume: the estimator then starts afresh, and a typo
-    in the folder's name would silently throw away the run it meant to continue."""
+    in the folder's name would silently throw away the run it meant to continue. And refuse a
+    fresh run where a checkpoint is: its first checkpoint would overwrite that run's last."""
     from anynet.training import CHECKPOINT_NAME
 
     path = folder / CHECKPOINT_NAME
+    if not resume:
+        if path.exists():
+            raise AnynetError(
+                f"--checkpoint-dir {folder} already holds a checkpoint ({CHECKPOINT_NAME}) "
+                "that this run would overwrite: add --resume to continue that run, or give "
+                "another --checkpoint-dir (or delete the file) to start afresh"
+            )
+        return
     if not folder.is_dir():
         raise AnynetError(
             f"--resume: --checkpoint-dir {folder} does not exist, so there is no run to "

@@ -144,3 +144,13 @@ def test_resume_from_a_checkpoint_that_is_not_a_file(tmp_path, no_data):
     (tmp_path / "ck" / CHECKPOINT_NAME).mkdir(parents=True)
     out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"), "--resume")
     refused_before_the_work(out, "--resume", "not a regular file")
+
+
+def test_a_fresh_run_does_not_overwrite_a_checkpoint(tmp_path, no_data):
+    # Rerunning a killed run's command without --resume would overwrite its last checkpoint at
+    # the first epoch's end: the work it held would be lost.
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / CHECKPOINT_NAME).write_bytes(b"a previous run's")
+    out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"))
+    refused_before_the_work(out, "--checkpoint-dir", "already holds", "--resume")
+    assert (tmp_path / "ck" / CHECKPOINT_NAME).read_bytes() == b"a previous run's"
