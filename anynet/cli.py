@@ -104,6 +104,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -121,16 +131,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A number in [0, 1): a dropout rate or a momentum (1 would never forget, or drop all)."""
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
+    # Every item must be digits: an empty one ('64,,32') is a slip, not a layer to drop, and
+    # int()'s '1_000' or '+64' is nobody's layer size.
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        why = " (an empty item)" if "" in parts else ""
         raise argparse.ArgumentTypeError(
-            f"expected hidden layer sizes such as '256,128', got {text!r}"
+            f"expected hidden layer sizes such as '256,128', positive integers separated by "
+            f"commas; got {text!r}{why}"
         )
-    return sizes
+    return tuple(int(part) for part in parts)
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -192,11 +211,11 @@ def add_train(subparsers) -> None:
             "pytorch",
         ],
     )
-    g.add_argument("--dropout", type=_non_negative_float, default=DEFAULTS["dropout"])
+    g.add_argument("--dropout", type=_fraction, default=DEFAULTS["dropout"])
     g = p.add_argument_group("training")
     g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
     g.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"], help="learning rate")
-    g.add_argument("--momentum", type=_non_negative_float, default=0.9, help="for sgd")
+    g.add_argument("--momentum", type=_fraction, default=0.9, help="for sgd")
     g.add_argument(
         "--alpha",
         type=_non_negative_float,
@@ -212,7 +231,7 @@ def add_train(subparsers) -> None:
         choices=["standardize", "unit", "symmetric", "none"],
         help="input scaling: per-feature z-score, [0, 1], or [-1, 1]",
     )
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_non_negative_int, default=0)
     g.add_argument(
         "--limit",
         type=_positive_int,
@@ -272,8 +291,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.checkpoint_dir is None:
         raise AnynetError("--resume needs --checkpoint-dir, the folder holding the checkpoint")
-    if args.dropout >= 1:
-        raise AnynetError(f"--dropout must be below 1; got {args.dropout}")
     if args.plots is not None:
         _check_can_plot()  # before the run, not after it
     # Every path the run will write, checked before the data is loaded: a bad one used to fail
