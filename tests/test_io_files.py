@@ -13,6 +13,7 @@ import pytest
 import anynet
 from anynet import io, nn
 from anynet.errors import ModelFileError
+from anynet.io import codec
 
 PRESENT = [b for b in ("numpy", "array_api_strict", "torch") if b in anynet.available_backends()]
 SPECS = {"array_api_strict": "array_api_strict:device1"}
@@ -311,6 +312,121 @@ def test_save_network_refuses_parameters_that_do_not_fit(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         io.save_network(tmp_path / "m", model, {"W": np.zeros((1, 2)), "b": np.zeros(1)})
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters are finite on save and on load
+
+
+def with_bad_entries(params: dict, name: str, count: int) -> dict:
+    bad = params[name].copy()
+    bad.reshape(-1)[:count] = [np.nan, np.inf, -np.inf][:count]
+    return {**params, name: bad}
+
+
+def test_save_network_refuses_non_finite_parameters(saved):
+    path, model, params = saved
+    before = path.read_bytes()
+    with pytest.raises(
+        ValueError, match=r"parameter '3.W' has 3 NaN or infinite entries \(of 21\)"
+    ):
+        io.save_network(path, model, with_bad_entries(params, "3.W", 3))
+    assert path.read_bytes() == before  # the good file is not replaced by a broken one
+
+
+def test_load_network_refuses_non_finite_parameters(tmp_path):
+    path = network_file(tmp_path / "m", SEQ, with_bad_entries(W, "0.W", 2))
+    check_refused(path, r"parameter '0.W' has 2 NaN or infinite entries \(of 2\)")
+
+
+def checkpoint_by_hand(path, params, opt_state):
+    """A checkpoint written as save_checkpoint would, without its checks: a crafted file."""
+    arrays: dict = {}
+    encode = codec.Encoder(arrays).encode
+    meta = {
+        "kind": "checkpoint",
+        "epoch": 1,
+        "step": 1,
+        "params": encode(params, "params"),
+        "opt_state": encode(opt_state, "opt"),
+        "rng_state": None,
+        "history": encode({}, "history"),
+        "extra": None,
+    }
+    return io.write_arrays(path, arrays, meta)
+
+
+def test_checkpoints_refuse_non_finite_parameters(tmp_path):
+    bad = with_bad_entries(W, "0.b", 1)
+    with pytest.raises(ValueError, match=r"parameter '0.b' has 1 NaN or infinite entries"):
+        io.save_checkpoint(tmp_path / "c", params=bad, opt_state=(), epoch=1, step=1)
+    assert list(tmp_path.iterdir()) == []
+    path = checkpoint_by_hand(tmp_path / "c", bad, ())
+    check_refused(path, r"parameter '0.b' has 1 NaN or infinite entries", io.load_checkpoint)
+
+
+# --------------------------------------------------------------------------------------------
+# A checkpoint's optimizer state fits the parameters it belongs to
+
+ADAM = nn.adam(0.01).init(W)
+
+
+def replace_moment(state, field, value):
+    """``state`` (adam's chain) with its AdamState's ``field`` replaced by ``value``."""
+    return tuple(s._replace(**{field: value}) if hasattr(s, field) else s for s in state)
+
+
+@pytest.mark.parametrize(
+    ("opt_state", "match"),
+    [
+        (
+            replace_moment(ADAM, "mu", {**ADAM[1].mu, "0.W": np.zeros(1, np.float32)}),
+            r"AdamState.mu\['0.W'\] has shape \(1,\); its parameter's is \(2, 1\)",
+        ),
+        (
+            replace_moment(ADAM, "nu", {"0.W": ADAM[1].nu["0.W"]}),
+            r"AdamState.nu holds \['0.W'\]; its parameters are \['0.W', '0.b'\]",
+        ),
+        (
+            replace_moment(ADAM, "nu", {**ADAM[1].nu, "1.W": ADAM[1].nu["0.W"]}),
+            r"AdamState.nu holds \['0.W', '0.b', '1.W'\]",
+        ),
+        (
+            replace_moment(ADAM, "mu", {**ADAM[1].mu, "0.b": np.zeros(1, np.int64)}),
+            r"AdamState.mu\['0.b'\] has dtype int64, not a floating dtype",
+        ),
+        (
+            replace_moment(ADAM, "mu", with_bad_entries(ADAM[1].mu, "0.W", 1)),
+            r"AdamState.mu\['0.W'\] has 1 NaN or infinite entries",
+        ),
+        (
+            replace_moment(ADAM, "mu", {}),
+            r"AdamState.mu holds \[\]",
+        ),
+    ],
+    ids=["wrong shape", "missing key", "extra key", "integer", "non-finite", "empty"],
+)
+def test_optimizer_state_that_does_not_fit_its_parameters(tmp_path, opt_state, match):
+    # Refused when saved, and when a crafted file holds it: never broadcast, never a KeyError.
+    with pytest.raises(ValueError, match=match):
+        io.save_checkpoint(tmp_path / "c", params=W, opt_state=opt_state, epoch=1, step=1)
+    path = checkpoint_by_hand(tmp_path / "c", W, opt_state)
+    check_refused(path, match, io.load_checkpoint)
+
+
+def test_optimizer_state_must_be_anynets_states(tmp_path):
+    for opt_state in ([1, 2], {"mu": W}, 3, None, (ADAM, "x")):
+        path = checkpoint_by_hand(tmp_path / "c", W, opt_state)
+        check_refused(path, "not one of anynet's optimizer states", io.load_checkpoint)
+
+
+def test_every_optimizer_state_that_fits_loads(tmp_path):
+    # SGD without momentum keeps no trace ({}), with it one per parameter; Adam two.
+    for opt in (nn.sgd(0.1), nn.sgd(0.1, momentum=0.9), nn.adam(0.1), nn.adamw(0.1)):
+        state = opt.init(W)
+        path = io.save_checkpoint(tmp_path / "c", params=W, opt_state=state, epoch=1, step=1)
+        loaded = io.load_checkpoint(path).opt_state
+        assert [type(s) for s in loaded] == [type(s) for s in state]
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from anynet.backends import Backend, get_backend
-from anynet.io.codec import MAX_DEPTH, Decoder, Encoder, is_array
+from anynet.backends import Backend, get_backend, to_numpy
+from anynet.io.codec import MAX_DEPTH, STATE_CLASSES, Decoder, Encoder, is_array
 from anynet.io.container import (
     FileErrors,
     host_tensor,
@@ -32,6 +32,7 @@ from anynet.io.container import (
     write_arrays,
 )
 from anynet.nn.layers import LAYERS, Layer, layer_from_config
+from anynet.nn.optim import TraceState
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_network", "save_checkpoint", "save_network"]
 
@@ -51,6 +52,96 @@ def _require(errors: FileErrors, meta: Mapping[str, Any], kind: str, keys: Itera
     for key in keys:
         if key not in meta:
             raise errors.fail(f"its metadata lacks the {key!r} entry")
+
+
+def _non_finite(what: str, host: np.ndarray) -> str | None:
+    """Why ``host`` cannot be a parameter (or a state kept for one): NaN or infinite entries."""
+    if host.dtype.kind != "f":
+        return None
+    bad = host.size - int(np.count_nonzero(np.isfinite(host)))
+    return f"{what} has {bad} NaN or infinite entries (of {host.size})" if bad else None
+
+
+def _params_problem(params: Mapping[str, np.ndarray]) -> str | None:
+    """Why these host parameters cannot be saved or used, or None."""
+    for name, host in params.items():
+        if host.dtype.kind != "f":
+            return f"parameter {name!r} has dtype {host.dtype}, not a floating dtype"
+        why = _non_finite(f"parameter {name!r}", host)
+        if why:
+            return why
+    return None
+
+
+# A model whose parameters are not finite predicts nonsense (ReLU can hide NaN in plausible
+# probabilities): anynet never writes one, so a file holding one was edited or damaged.
+_DIVERGED = "train the model again (a lower learning rate, standardized inputs)"
+_EDITED = (
+    "anynet never saves non-finite parameters, so the file was edited or written elsewhere: "
+    "restore it from a backup or train again"
+)
+
+
+def _check_param(errors: FileErrors, name: str, host: np.ndarray) -> None:
+    """Refuse a parameter read from a file that is not floating, or not finite."""
+    if host.dtype.kind != "f":
+        raise errors.fail(f"parameter {name!r} has dtype {host.dtype}, not a floating dtype")
+    why = _non_finite(f"parameter {name!r}", host)
+    if why:
+        raise errors.fail(why, _EDITED)
+
+
+def _state_problem(state: Any, params: Mapping[str, np.ndarray], depth: int = 0) -> str | None:
+    """Why ``state`` (host arrays) is not an optimizer state for ``params``, or None.
+
+    A state is one of :data:`STATE_CLASSES` or a tuple of states (``chain``); each of its
+    dicts holds one array per parameter, of the parameter's shape and a floating dtype, all
+    finite. SGD without momentum keeps an empty trace. Anything else would be broadcast into
+    the parameters' shapes, or fail at the first step with a bare KeyError.
+    """
+    cls = type(state)
+    if depth > MAX_DEPTH:
+        return f"its optimizer state is nested more than {MAX_DEPTH} levels deep"
+    if cls is tuple:
+        return next(filter(None, (_state_problem(s, params, depth + 1) for s in state)), None)
+    if STATE_CLASSES.get(cls.__name__) is not cls:
+        return (
+            f"its optimizer state holds {short_repr(state)}, which is not one of anynet's "
+            f"optimizer states {sorted(STATE_CLASSES)}"
+        )
+    for field in cls._fields:
+        value = getattr(state, field)
+        if not isinstance(value, dict) or (cls is TraceState and not value):
+            continue
+        where = f"its optimizer state's {cls.__name__}.{field}"
+        if set(value) != set(params):
+            return (
+                f"{where} holds {short_repr(sorted(value), 200)}; its parameters are "
+                f"{short_repr(sorted(params), 200)}"
+            )
+        for name, host in value.items():
+            param = params[name]
+            if host.shape != param.shape:
+                return f"{where}[{name!r}] has shape {host.shape}; its parameter's is {param.shape}"
+            if host.dtype.kind != "f":
+                return f"{where}[{name!r}] has dtype {host.dtype}, not a floating dtype"
+            why = _non_finite(f"{where}[{name!r}]", host)
+            if why:
+                return why
+    return None
+
+
+def _tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``tree`` with ``fn`` applied to each array in it (in tuples, NamedTuples, lists, dicts)."""
+    if is_array(tree):
+        return fn(tree)
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return type(tree)(*(_tree_map(fn, v) for v in tree))
+    if isinstance(tree, tuple | list):
+        return type(tree)(_tree_map(fn, v) for v in tree)
+    if isinstance(tree, Mapping):
+        return {k: _tree_map(fn, v) for k, v in tree.items()}
+    return tree
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,8 +217,8 @@ def save_network(
     Raises
     ------
     ValueError
-        A layer that is not anynet's, parameters that do not fit the model, or a metadata value
-        a file cannot hold.
+        A layer that is not anynet's, parameters that do not fit the model or are not finite
+        (NaN or infinite entries), or a metadata value a file cannot hold.
 
     Examples
     --------
@@ -157,6 +248,9 @@ def save_network(
     missing = sorted(set(shapes) - set(arrays))
     if missing:
         raise ValueError(f"parameters {missing} are missing")
+    why = _params_problem(arrays)
+    if why:
+        raise ValueError(f"cannot save {path}: {why}; {_DIVERGED}")
     user = Encoder(arrays).encode(dict(metadata or {}), "metadata")
     meta = {
         "kind": "network",
@@ -196,7 +290,8 @@ def load_network(
     ------
     ModelFileError
         Anything wrong with the file (see :func:`read_arrays`), an architecture naming anything
-        but anynet's layers, or parameters missing, unexpected or of the wrong shape.
+        but anynet's layers, or parameters missing, unexpected, of the wrong shape or dtype, or
+        not finite.
     """
     be = get_backend(backend)
     errors = FileErrors(Path(path))
@@ -246,8 +341,7 @@ def load_network(
                 f"parameter {name!r} has shape {host.shape} in the file, but the architecture "
                 f"needs {shapes[name]}"
             )
-        if host.dtype.kind != "f":
-            raise errors.fail(f"parameter {name!r} has dtype {host.dtype}, not a floating dtype")
+        _check_param(errors, name, host)
         params[name] = be.asarray(host, dtype=dtype)
     return model, params, user
 
@@ -298,7 +392,8 @@ def save_checkpoint(
         The parameters, on any backend.
     opt_state : optimizer state
         As :mod:`anynet.nn.optim` makes it: tuples of :data:`~anynet.io.STATE_CLASSES`
-        NamedTuples holding Python numbers and dicts of arrays.
+        NamedTuples holding Python numbers and dicts of arrays, one per parameter, of its
+        shape.
     epoch, step : int
         Epochs completed and optimizer steps taken.
     rng_state : optional
@@ -317,24 +412,33 @@ def save_checkpoint(
     Raises
     ------
     ValueError
-        A value a file cannot hold, such as a state class that is not anynet's.
+        A value a file cannot hold, such as a state class that is not anynet's; parameters
+        that are not finite; an optimizer state that does not fit the parameters (another
+        set of names, another shape, not floating, not finite).
     """
     for name, value in (("epoch", epoch), ("step", step)):
         if not (is_int(value) or isinstance(value, np.integer)) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
     history = {k: [float(v) for v in vs] for k, vs in (history or {}).items()}
+    # On the host, to be checked as load_checkpoint will check them (below).
+    params = {name: host_tensor(name, x) for name, x in params.items()}
+    opt_state = _tree_map(to_numpy, opt_state)
     arrays: dict[str, np.ndarray] = {}
     enc = Encoder(arrays)
     meta = {
         "kind": "checkpoint",
         "epoch": int(epoch),
         "step": int(step),
-        "params": enc.encode(dict(params), "params"),
+        "params": enc.encode(params, "params"),
         "opt_state": enc.encode(opt_state, "opt"),
         "rng_state": enc.encode(rng_state, "rng"),
         "history": enc.encode(history, "history"),
         "extra": enc.encode(extra, "extra"),
     }
+    # A checkpoint that would not load must not replace the last good one.
+    why = _params_problem(params) or _state_problem(opt_state, params)
+    if why:
+        raise ValueError(f"cannot save the checkpoint {path}: {why}")
     return write_arrays(path, arrays, meta)
 
 
@@ -359,7 +463,8 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
     ------
     ModelFileError
         Anything wrong with the file (see :func:`read_arrays`), a state class that is not one of
-        anynet's, or a structure that does not decode.
+        anynet's, a structure that does not decode, parameters that are not floating or not
+        finite, or an optimizer state that does not fit them (other names, shapes or dtypes).
     """
     be = get_backend(backend)
     errors = FileErrors(Path(path))
@@ -370,11 +475,16 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
         if not is_int(meta[key]) or meta[key] < 0:
             raise errors.fail(f"its {key} {short_repr(meta[key])} is not an integer >= 0")
     dec = Decoder(errors, arrays)
-    on_device = be.asarray
-    params = dec.decode(meta["params"], on_device)
+    # Decoded on the host, checked there, and only then moved to the device.
+    params = dec.decode(meta["params"], lambda host: host)
     if not isinstance(params, dict) or not all(is_array(p) for p in params.values()):
         raise errors.fail("its parameters are not a mapping of names to arrays")
-    opt_state = dec.decode(meta["opt_state"], on_device)
+    for name, host in params.items():
+        _check_param(errors, name, host)
+    opt_state = dec.decode(meta["opt_state"], lambda host: host)
+    why = _state_problem(opt_state, params)
+    if why:
+        raise errors.fail(why)
     # Host arrays: Generator.set_state takes them on every backend.
     rng_state = dec.decode(meta["rng_state"], lambda host: host)
     history = dec.decode(meta["history"], lambda host: host)
@@ -382,4 +492,6 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
         raise errors.fail("its history is not a mapping of names to lists")
     extra = dec.decode(meta["extra"], lambda host: host)
     dec.check_all_claimed()
+    params = _tree_map(be.asarray, params)
+    opt_state = _tree_map(be.asarray, opt_state)
     return Checkpoint(params, opt_state, meta["epoch"], meta["step"], rng_state, history, extra)
