@@ -2,18 +2,22 @@
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` with an ``add_<name>(subparsers)``
 that declares its arguments. Errors anynet raises on purpose become one line on stderr and a
-non-zero exit, never a traceback.
+non-zero exit, never a traceback; what a message adds after its first line (the ways to get
+the data, a list of differences) follows it indented. Messages and warnings from the library
+name the flags the user typed, not the Python arguments behind them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anynet
@@ -152,6 +156,71 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
+# --- the library's words in the command line's ----------------------------------------------
+
+#: The Python arguments anynet's messages name (``batch_size=256``, ``batch_size must be``), and
+#: the keys of a checkpoint's run record, as the user of the command typed them.
+_FLAGS = {
+    "hidden_layer_sizes": "--hidden",
+    "activation": "--activation",
+    "output": "--output",
+    "init": "--init",
+    "dropout": "--dropout",
+    "solver": "--solver",
+    "learning_rate_init": "--lr",
+    "momentum": "--momentum",
+    "alpha": "--alpha",
+    "l1": "--l1",
+    "max_iter": "--epochs",
+    "batch_size": "--batch-size",
+    "standardize": "--scale",
+    "random_state": "--seed",
+    "seed": "--seed",
+    "dtype": "--dtype",
+    "backend": "--backend",
+    "data_dir": "--data-dir",
+    "checkpoint_dir": "--checkpoint-dir",
+    "checkpoint_every": "--checkpoint-every",
+    "checkpoint_steps": "--checkpoint-steps",
+    "resume": "--resume",
+}
+#: Run-record keys that no one flag sets (listed by a checkpoint that belongs to another run).
+_RECORD_KEYS = {
+    "network": "the network (--hidden, --activation, --dropout)",
+    "data": "the data (--data-dir, --limit)",
+    "classes": "the classes (--limit)",
+}
+#: Whole phrases first, where the generic rules below would read badly.
+_PHRASES = (
+    ("load_fashion_mnist(..., download=True)", "leave out --no-download"),
+    ("pass data_dir= the folder holding them", "pass --data-dir, the folder holding them"),
+    (" and download=False.", " and --no-download is given."),
+    ("download=False", "--no-download"),
+)
+_NAMES = "|".join(sorted(_FLAGS, key=len, reverse=True))
+_ASSIGNED = re.compile(rf"\b({_NAMES})=")  # batch_size=256 -> --batch-size 256
+_MUST_BE = re.compile(rf"^({_NAMES}) must be\b")  # anynet.checks' wording
+_LISTED = re.compile(rf"^([ \t]+)({_NAMES}|{'|'.join(_RECORD_KEYS)}):", re.MULTILINE)
+
+
+def _flag_words(message: str) -> str:
+    """``message`` with the Python arguments it names replaced by the command's flags."""
+    for python, flags in _PHRASES:
+        message = message.replace(python, flags)
+    message = _ASSIGNED.sub(lambda m: _FLAGS[m[1]] + " ", message)
+    message = _MUST_BE.sub(lambda m: _FLAGS[m[1]] + " must be", message)
+    return _LISTED.sub(lambda m: m[1] + {**_FLAGS, **_RECORD_KEYS}[m[2]] + ":", message)
+
+
+@contextlib.contextmanager
+def _in_flags() -> Iterator[None]:
+    """Around a call into the library: its errors come out naming flags, not arguments."""
+    try:
+        yield
+    except (AnynetError, ValueError) as exc:
+        raise AnynetError(_flag_words(str(exc))) from exc
+
+
 # --- train ----------------------------------------------------------------------------------
 
 #: The best default measured on a 2-core CPU (README's results table): see `anynet train -h`.
@@ -273,13 +342,21 @@ def add_train(subparsers) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace, splits: Sequence[str] = ("train", "test")) -> list:
+    """``X, y`` of each split, found as ``--data-dir`` and ``--no-download`` say."""
     from anynet.datasets import load_fashion_mnist
 
-    download = not args.no_download
-    X, y = load_fashion_mnist("train", data_dir=args.data_dir, download=download)
-    X_test, y_test = load_fashion_mnist("test", data_dir=args.data_dir, download=download)
-    return X, y, X_test, y_test
+    folder = args.data_dir
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise AnynetError(f"--data-dir {folder} is a file, not a folder")
+    if folder is not None and not folder.exists() and args.no_download:
+        # Without --no-download the data is downloaded into it: a new folder is fine then.
+        raise AnynetError(f"--data-dir {folder} does not exist (and --no-download is given)")
+    out = []
+    with _in_flags():
+        for split in splits:
+            out += load_fashion_mnist(split, data_dir=folder, download=not args.no_download)
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -338,7 +415,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _in_flags():
             warnings.simplefilter("ignore", ConvergenceWarning)  # running all epochs is the plan
             clf.fit(X, y, validation_data=(X_test, y_test))
     except KeyboardInterrupt as exc:
@@ -542,13 +619,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import anynet
     from anynet import metrics
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
-    from anynet.datasets import load_fashion_mnist
 
     if args.plots is not None:
         _check_can_plot()
         _check_output("--plots", args.plots, folder=True)
     clf = anynet.load(args.model, backend=args.backend)
-    X, y = load_fashion_mnist("test", data_dir=args.data_dir, download=not args.no_download)
+    X, y = _load_data(args, ["test"])
     pred = clf.predict(X)
     print(metrics.classification_report(y, pred, class_names=NAMES))
     print()
@@ -679,17 +755,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(prefix: str, message: str) -> None:
+    """``prefix: message`` on stderr: its first line is the whole error, in one line; what a
+    library message says after it (the ways to get the data, a list of differences) follows
+    indented, one item a line, rather than run together into one unreadable line."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()] or ["(no message)"]
+    print(f"{prefix}: {lines[0].strip()}", file=sys.stderr)
+    for line in lines[1:]:
+        print(f"  {line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"anynet {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        # A warning is for the user of the command: no source file and line, and flags' names.
+        _report(f"{prefix}: warning", _flag_words(str(message)))
+
     try:
-        return COMMANDS[args.command][1](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return COMMANDS[args.command][1](args)
     except (AnynetError, ValueError, OSError) as exc:
-        # Bad input ends as one line; ANYNET_DEBUG=1 keeps the traceback for developers.
+        # Bad input ends as one error line; ANYNET_DEBUG=1 keeps the traceback for developers.
         if os.environ.get("ANYNET_DEBUG"):
             raise
-        message = " ".join(line.strip() for line in str(exc).splitlines())
-        print(f"anynet {args.command}: error: {message}", file=sys.stderr)
+        _report(f"{prefix}: error", str(exc))
         return 1
     except KeyboardInterrupt:
         print(f"anynet {args.command}: interrupted", file=sys.stderr)

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def anynet_cmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANYNET_BACKEND": "numpy"}
@@ -65,3 +67,119 @@ def test_well_formed_hidden_sizes_still_parse(value, sizes, no_data):
 
     args = build_parser().parse_args(["train", "--hidden", value])
     assert "-".join(str(s) for s in (784, *args.hidden, 10)) == sizes
+
+
+def have_data() -> bool:
+    from anynet.datasets import load_fashion_mnist
+    from anynet.errors import AnynetError
+
+    try:
+        load_fashion_mnist("test", download=False)
+    except AnynetError:
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed here")
+
+
+def no_python_words(text: str) -> None:
+    for python in ("data_dir=", "download=", "load_fashion_mnist(", "batch_size", "learning_rate"):
+        assert python not in text, (python, text)
+    assert "Traceback" not in text
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    import numpy as np
+
+    import anynet
+
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 256, (200, 784), dtype=np.uint8), np.arange(200) % 10
+    clf = anynet.NNClassifier((8,), max_iter=1, random_state=0).fit(X, y)
+    return str(anynet.save(clf, tmp_path_factory.mktemp("model") / "m.safetensors"))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_data_not_found_names_the_flags_and_stays_readable(command, no_data, model_file):
+    args = ["train"] if command == "train" else ["evaluate", model_file]
+    out = anynet_cmd(*args, *no_data)
+    assert out.returncode == 1, out.stderr
+    no_python_words(out.stderr)
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith(f"anynet {command}: error: ")
+    assert f"--data-dir '{no_data[1]}'" in lines[0] and "--no-download" in lines[0]
+    # The ways to get the data stay one a line, under the error, not run into one long line.
+    steps = [line.strip()[:2] for line in lines[1:]]
+    assert ["1.", "2.", "3."] == [s for s in steps if s in ("1.", "2.", "3.")]
+    assert all(line.startswith("  ") for line in lines[1:])
+    assert "leave out --no-download" in out.stderr and "pass --data-dir" in out.stderr
+
+
+@pytest.mark.parametrize("what", ["a file", "missing"])
+def test_data_dir_that_cannot_hold_the_data(what, tmp_path):
+    folder = tmp_path / "data"
+    if what == "a file":
+        folder.write_text("not a folder")
+    out = anynet_cmd("train", "--data-dir", str(folder), "--no-download")
+    assert out.returncode == 1, out.stderr
+    needle = "is a file, not a folder" if what == "a file" else "does not exist"
+    assert out.stderr.strip() == f"anynet train: error: --data-dir {folder} {needle}" + (
+        " (and --no-download is given)" if what == "missing" else ""
+    )
+
+
+def test_library_words_become_flags():
+    from anynet.cli import _flag_words
+
+    said = (
+        "ck/checkpoint.safetensors: the checkpoint is of another run:\n"
+        "  batch_size: the checkpoint's run has 128, this one 64\n"
+        "  learning_rate_init: the checkpoint's run has 0.001, this one 0.01\n"
+        '  data: the checkpoint\'s run has "ab", this one "cd"\n'
+        "Resume with the settings of the run that wrote it."
+    )
+    assert _flag_words(said).splitlines()[1:4] == [
+        "  --batch-size: the checkpoint's run has 128, this one 64",
+        "  --lr: the checkpoint's run has 0.001, this one 0.01",
+        '  the data (--data-dir, --limit): the checkpoint\'s run has "ab", this one "cd"',
+    ]
+    assert _flag_words("random_state must be an integer; got -1") == (
+        "--seed must be an integer; got -1"
+    )
+    # Only the argument's own name: no part of another word, nor prose.
+    assert _flag_words("learning_rate_init=2 and the seed") == "--lr 2 and the seed"
+
+
+@needs_data
+def test_warnings_are_one_line_in_flags(tmp_path):
+    out = anynet_cmd(
+        "train", "--limit", "500", "--epochs", "1", "--hidden", "8", "--batch-size", "5000",
+        "--quiet", "--out", str(tmp_path / "m.safetensors"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    no_python_words(out.stderr)
+    warning = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert warning == [
+        "anynet train: warning: --batch-size 5000 is larger than the 500 samples: clipped "
+        "to the sample count"
+    ]
+
+
+@needs_data
+def test_resuming_another_run_lists_the_flags_that_differ(tmp_path):
+    from anynet import errors
+
+    if not hasattr(errors, "CheckpointMismatchError"):
+        pytest.skip("this anynet does not compare a resumed run with its checkpoint's")
+    args = ["train", "--limit", "500", "--epochs", "1", "--hidden", "8", "--quiet"]
+    args += ["--checkpoint-dir", str(tmp_path / "ck"), "--out", str(tmp_path / "m.safetensors")]
+    assert anynet_cmd(*args).returncode == 0
+    out = anynet_cmd(*args, "--resume", "--lr", "0.01", "--batch-size", "64")
+    assert out.returncode == 1, out.stderr
+    no_python_words(out.stderr)
+    lines = out.stderr.split("anynet train: error: ", 1)[1].splitlines()
+    assert "another run" in lines[0]
+    listed = [line.split(":")[0].strip() for line in lines[1:] if line.startswith("    ")]
+    assert listed == ["--batch-size", "--lr"]
