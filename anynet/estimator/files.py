@@ -2,12 +2,20 @@
 
 The network and its parameters go through :func:`anynet.io.save_network`; the estimator's
 hyper-parameters, classes, history and input scaling are the file's metadata.
+
+A file's digest proves it intact, not who wrote it, so :func:`load` checks every value it reads
+against a closed set before using it: the class labels' dtype comes from a short allow-list
+(a string length beyond :data:`MAX_LABEL_CHARS` would let a 2 KB file ask for gigabytes), the
+labels must be sorted, unique and held exactly by that dtype (``predict`` relies on the order),
+only :data:`MODEL_PARAMS` are taken from the file (never where or how a run happens:
+:data:`RUN_SETTINGS`), and the input scaling must fit the model and be finite.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +23,133 @@ import numpy as np
 
 from anynet.backends import Backend
 from anynet.data import Standardizer
-from anynet.errors import ModelFileError
 from anynet.estimator.classifier import NNClassifier
 
-__all__ = ["load", "save"]
+__all__ = ["MAX_LABEL_CHARS", "MODEL_PARAMS", "RUN_SETTINGS", "load", "save"]
 
-# Hyper-parameters that describe where a run happens, not the model: never stored in a file.
-_NOT_STORED = ("backend", "random_state", "checkpoint_dir")
+#: The hyper-parameters a model file carries: what the model is and how it was trained.
+#: Only these are written, and only these are read back.
+MODEL_PARAMS = frozenset(
+    {
+        "activation",
+        "alpha",
+        "batch_size",
+        "beta_1",
+        "beta_2",
+        "divergence_factor",
+        "dropout",
+        "dtype",
+        "early_stopping",
+        "epsilon",
+        "hidden_layer_sizes",
+        "init",
+        "l1",
+        "learning_rate_init",
+        "max_iter",
+        "momentum",
+        "n_iter_no_change",
+        "nesterovs_momentum",
+        "output",
+        "shuffle",
+        "solver",
+        "standardize",
+        "tol",
+        "validation_fraction",
+    }
+)
+
+#: The parameters that say where and how a run happens, not what the model is: never written,
+#: never taken from a file (a file must not choose a folder to write to, a device, a seed, or
+#: to resume). Files written before this check hold the first five: they are dropped unread.
+RUN_SETTINGS = frozenset(
+    {
+        "checkpoint_every",
+        "checkpoint_steps",
+        "resume",
+        "verbose",
+        "warm_start",
+        "backend",
+        "checkpoint_dir",
+        "random_state",
+    }
+)
+_ONCE_SAVED = frozenset({"checkpoint_every", "checkpoint_steps", "resume", "verbose", "warm_start"})
+_FLAGS = ("early_stopping", "nesterovs_momentum", "shuffle")
+
+#: The longest class label a file may hold, in characters.
+MAX_LABEL_CHARS = 1024
+# What the labels' array may take, whatever the file: far beyond any real set of classes.
+_MAX_CLASSES_BYTES = 64 << 20
+# The label dtypes a file may name (as ``str(dtype)`` writes them): NumPy's numbers and bools,
+# and unicode strings ("<U7"). Everything else (objects, bytes, dates, structured, big-endian)
+# is refused by name before NumPy sees it.
+_LABEL_DTYPES = frozenset(
+    ["bool", "float16", "float32", "float64"]
+    + [f"{sign}int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)]
+)
+_UNICODE = re.compile(r"<U([1-9][0-9]{0,6})")
+# Which JSON values may stand for a label of each dtype kind.
+_LABEL_TYPES = {
+    "b": lambda v: isinstance(v, bool),
+    "i": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "u": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "f": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "U": lambda v: isinstance(v, str),
+}
+
+_REQUIRED = (
+    "params",
+    "classes",
+    "classes_dtype",
+    "n_features_in",
+    "n_iter",
+    "loss_curve",
+    "history",
+)
+_EDITED = "the file was edited or written by something else: save the model again with anynet.save"
 
 
-def _metadata(clf: NNClassifier) -> dict[str, Any]:
+def label_array(classes: Any, dtype_name: Any) -> np.ndarray:
+    """The class labels as an array of the dtype named, or ValueError saying why not.
+
+    The dtype must be one anynet writes; the labels a non-empty list of values of its kind,
+    sorted, unique, held exactly (no overflow, rounding or truncation), within the size caps.
+    """
+    if not isinstance(dtype_name, str) or not (
+        dtype_name in _LABEL_DTYPES
+        or ((m := _UNICODE.fullmatch(dtype_name)) and int(m[1]) <= MAX_LABEL_CHARS)
+    ):
+        raise ValueError(
+            f"its classes_dtype {dtype_name!r:.80} is not one anynet writes (bool, integers, "
+            f"floats, or '<Un' strings of up to {MAX_LABEL_CHARS} characters)"
+        )
+    dtype = np.dtype(dtype_name)
+    if not isinstance(classes, list) or not classes:
+        raise ValueError("its classes are not a non-empty list")
+    if len(classes) * dtype.itemsize > _MAX_CLASSES_BYTES:
+        raise ValueError(
+            f"its {len(classes)} classes of {dtype_name} would take more than "
+            f"{_MAX_CLASSES_BYTES} bytes"
+        )
+    if not all(map(_LABEL_TYPES[dtype.kind], classes)):
+        raise ValueError(f"its classes_dtype {dtype_name} cannot hold its classes (other kinds)")
+    try:
+        labels = np.asarray(classes, dtype=dtype)
+    except (OverflowError, ValueError):
+        labels = None
+    if labels is None or labels.tolist() != classes:
+        raise ValueError(
+            f"its classes_dtype {dtype_name} cannot hold its classes exactly (overflow, "
+            "rounding, truncation or NaN)"
+        )
+    if not np.all(labels[1:] > labels[:-1]):
+        raise ValueError(
+            "its classes are not sorted and unique: predictions would be given the wrong labels"
+        )
+    return labels
+
+
+def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
     classes = clf.classes_.tolist()
     try:
         json.dumps(classes)
@@ -33,7 +158,18 @@ def _metadata(clf: NNClassifier) -> dict[str, Any]:
             "anynet.save stores class labels as JSON: numbers, strings or booleans; "
             f"these classes are not: {classes[:5]!r}"
         ) from None
-    hyper = {k: v for k, v in clf.get_params().items() if k not in _NOT_STORED}
+    longest = max((len(c) for c in classes if isinstance(c, str)), default=0)
+    if longest > MAX_LABEL_CHARS:
+        raise ValueError(
+            f"cannot save {path}: a class label has {longest} characters; anynet files hold "
+            f"labels of up to {MAX_LABEL_CHARS}: shorten them, or encode them as integers"
+        )
+    # Refuse to write a file that would not load back.
+    try:
+        label_array(classes, str(clf.classes_.dtype))
+    except ValueError as exc:
+        raise ValueError(f"cannot save {path}: {exc}") from None
+    hyper = {k: v for k, v in clf.get_params().items() if k in MODEL_PARAMS}
     hyper["hidden_layer_sizes"] = list(clf._hidden)
     meta = {
         "estimator": "NNClassifier",
@@ -54,9 +190,17 @@ def _metadata(clf: NNClassifier) -> dict[str, Any]:
 def save(model: NNClassifier, path: str | os.PathLike) -> Path:
     """Write a fitted :class:`NNClassifier` to ``path`` as a safetensors file.
 
-    The weights are tensors; the architecture, hyper-parameters, classes and input scaling are
-    JSON metadata with an integrity digest. The write is atomic: a crash leaves the previous
-    file, never half of a new one. Load it with :func:`load` on any backend.
+    The weights are tensors; the architecture, hyper-parameters (:data:`MODEL_PARAMS`),
+    classes and input scaling are JSON metadata with an integrity digest. The write is atomic:
+    a crash leaves the previous file, never half of a new one. Load it with :func:`load` on any
+    backend.
+
+    Raises
+    ------
+    ValueError
+        Weights that are not finite (NaN or infinite entries: the message names the
+        parameter), or class labels a file cannot hold (not JSON, longer than
+        :data:`MAX_LABEL_CHARS`).
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -67,44 +211,125 @@ def save(model: NNClassifier, path: str | os.PathLike) -> Path:
     check_is_fitted(model, "params_")
     model._check_params()
     network, _, _ = model._network()
-    return save_network(path, network, model.params_, metadata=_metadata(model))
+    return save_network(path, network, model.params_, metadata=_metadata(model, path))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
+    """The model hyper-parameters of a file, each of a kind a model may have."""
+    if not isinstance(hyper, dict):
+        raise fail("its hyper-parameters are not a mapping")
+    foreign = sorted(set(hyper) - MODEL_PARAMS - _ONCE_SAVED)
+    if foreign:
+        raise fail(
+            f"its hyper-parameters include {', '.join(map(repr, foreign))[:200]}, which a model "
+            "file never carries (where or how a run happens, or not NNClassifier's)",
+            _EDITED,
+        )
+    kept = {k: v for k, v in hyper.items() if k in MODEL_PARAMS}
+    sizes = kept.get("hidden_layer_sizes")
+    if not isinstance(sizes, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) for h in sizes
+    ):
+        raise fail(f"its hyper-parameter hidden_layer_sizes {sizes!r:.80} is not a list of ints")
+    kept["hidden_layer_sizes"] = tuple(sizes)
+    for key, value in kept.items():
+        scalar = value is None or isinstance(value, bool | int | float | str)
+        if key in _FLAGS and not isinstance(value, bool):
+            raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a boolean")
+        if key != "hidden_layer_sizes" and not scalar:
+            raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a plain value")
+    return kept
+
+
+def _standardizer(fail: Any, value: Any, n_features: int) -> Standardizer:
+    """The input scaling of a file: per-feature float arrays of the model's input, finite."""
+    if not isinstance(value, dict) or set(value) != {"mean", "std"}:
+        raise fail("its standardizer is not {'mean': array, 'std': array}")
+    for key in ("mean", "std"):
+        array = value[key]
+        if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
+            what = f"dtype {array.dtype}" if isinstance(array, np.ndarray) else "not an array"
+            raise fail(f"its standardizer's {key} has {what}, not floating")
+        if array.shape != (n_features,):
+            raise fail(
+                f"its standardizer's {key} has shape {array.shape}; the model takes "
+                f"{n_features} features"
+            )
+        if not np.all(np.isfinite(array)):
+            raise fail(f"its standardizer's {key} is not finite")
+    if np.any(value["std"] < 0):
+        raise fail("its standardizer's std is negative")
+    return Standardizer(value["mean"], value["std"])
 
 
 def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNClassifier:
     """Read a model written by :func:`save`, ready to predict on ``backend``.
 
     Nothing in the file is executed or imported: the architecture can name only anynet's own
-    layers, and a tampered, truncated or mismatched file raises
-    :class:`~anynet.errors.ModelFileError`.
+    layers, and every value is checked before use (see the module's docstring).
+
+    Raises
+    ------
+    ModelFileError
+        A tampered, truncated or mismatched file, a special file (a FIFO, a device), weights
+        that are not finite, class labels or hyper-parameters a model file does not hold, or
+        input scaling that does not fit. The message names the file.
     """
     from anynet.io import load_network
+    from anynet.io.container import FileErrors
 
+    fail = FileErrors(Path(path)).fail
     network, params, meta = load_network(path, backend="numpy")
     if meta.get("estimator") != "NNClassifier":
-        raise ModelFileError(f"{path}: holds a network, not an NNClassifier saved by anynet.save")
-    try:
-        hyper = dict(meta["params"])
-        hyper["hidden_layer_sizes"] = tuple(hyper["hidden_layer_sizes"])
-        clf = NNClassifier(**hyper, backend=backend)
-        clf._check_params()
-        clf.classes_ = np.asarray(meta["classes"], dtype=meta["classes_dtype"])
-        clf.n_features_in_ = int(meta["n_features_in"])
-        clf.n_iter_ = int(meta["n_iter"])
-        clf.loss_curve_ = [float(v) for v in meta["loss_curve"]]
-        clf.history_ = {k: [float(x) for x in v] for k, v in meta["history"].items()}
-        clf._standardizer = (
-            Standardizer(meta["standardizer"]["mean"], meta["standardizer"]["std"])
-            if "standardizer" in meta
-            else None
+        raise fail(
+            "holds a network, not an NNClassifier saved by anynet.save",
+            "load it with anynet.io.load_network",
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: the classifier's metadata is incomplete or invalid "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    missing = [key for key in _REQUIRED if key not in meta]
+    if missing:
+        raise fail(f"its metadata lacks {', '.join(map(repr, missing))}", _EDITED)
+    hyper = _hyper_parameters(fail, meta["params"])
+    try:
+        classes = label_array(meta["classes"], meta["classes_dtype"])
+    except ValueError as exc:
+        raise fail(str(exc), _EDITED) from None
+    counts = {"n_features_in": 1, "n_iter": 0}
+    for key, low in counts.items():
+        value = meta[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise fail(f"its {key} {value!r:.80} is not an integer >= {low}")
+    curve = meta["loss_curve"]
+    if not isinstance(curve, list) or not all(map(_is_number, curve)):
+        raise fail("its loss_curve is not a list of numbers")
+    history = meta["history"]
+    if not isinstance(history, dict) or not all(
+        isinstance(v, list) and all(map(_is_number, v)) for v in history.values()
+    ):
+        raise fail("its history is not a mapping of names to lists of numbers")
+    clf = NNClassifier(**hyper, backend=backend)
+    try:
+        clf._check_params()
+    except (TypeError, ValueError) as exc:
+        raise fail(f"its hyper-parameters are invalid: {exc}", _EDITED) from None
+    clf.classes_ = classes
+    clf.n_features_in_ = meta["n_features_in"]
+    clf.n_iter_ = meta["n_iter"]
+    clf.loss_curve_ = [float(v) for v in curve]
+    clf.history_ = {k: [float(x) for x in v] for k, v in history.items()}
+    # The architecture is built from the checked hyper-parameters and compared with the file's
+    # (which its parameters fit): a count, a class list or a setting that disagrees is refused.
     expected, _, _ = clf._network()
     if expected != network:
-        raise ModelFileError(f"{path}: the stored network does not match its hyper-parameters")
+        raise fail("the stored network does not match its hyper-parameters", _EDITED)
+    clf._standardizer = (
+        _standardizer(fail, meta["standardizer"], clf.n_features_in_)
+        if "standardizer" in meta
+        else None
+    )
     clf.params_ = params
     clf.n_layers_, clf.n_outputs_ = len(clf._hidden) + 2, len(clf.classes_)
     clf.out_activation_ = "logistic" if clf.output == "sigmoid" else "softmax"
