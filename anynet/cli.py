@@ -380,7 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_resumable(args.checkpoint_dir, args.resume)
     X, y, X_test, y_test = _load_data(args)
     if args.limit:
-        X, y = X[: args.limit], y[: args.limit]
+        X, y = _first(args.limit, X, y)
     clf = NNClassifier(
         hidden_layer_sizes=args.hidden,
         activation=args.activation,
@@ -444,6 +444,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         _write_plots(clf, X_test, y_test, args.plots)
         print(f"plots: {args.plots}/")
     return 0
+
+
+def _first(limit: int, X, y):
+    """The first ``limit`` training images, refused if they leave a class out: the model could
+    never predict it, and scoring on the test set, which holds them all, would fail."""
+    import numpy as np
+
+    classes, first_seen = np.unique(y, return_index=True)
+    needed = int(first_seen.max()) + 1
+    if limit < needed:
+        held = np.unique(y[:limit])
+        raise AnynetError(
+            f"--limit {limit}: the first {limit} training images hold {len(held)} of the "
+            f"{len(classes)} classes; the first {needed} hold them all, so use --limit {needed} "
+            "or more"
+        )
+    return X[:limit], y[:limit]
 
 
 # --- outputs: checked before the work -------------------------------------------------------

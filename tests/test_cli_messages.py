@@ -183,3 +183,15 @@ def test_resuming_another_run_lists_the_flags_that_differ(tmp_path):
     assert "another run" in lines[0]
     listed = [line.split(":")[0].strip() for line in lines[1:] if line.startswith("    ")]
     assert listed == ["--batch-size", "--lr"]
+
+
+@needs_data
+def test_limit_that_leaves_classes_out_names_the_flag(tmp_path):
+    # The first 5 images hold 3 of the 10 classes: scoring on the test set failed, after
+    # training, with "y has labels [...] that are not among the classes [np.int64(0), ...]".
+    out = anynet_cmd("train", "--limit", "5", "--out", str(tmp_path / "m.safetensors"))
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("anynet train: error: --limit 5: the first 5 training images")
+    assert "np.int64" not in out.stderr
+    assert not (tmp_path / "m.safetensors").exists()
