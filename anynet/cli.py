@@ -801,6 +801,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _report(f"{prefix}: error", str(exc))
         return 1
+    except MemoryError as exc:  # an allocation refused outright; the OOM killer is no exception
+        if os.environ.get("ANYNET_DEBUG"):
+            raise
+        hint = {"train": " (a smaller --hidden, --batch-size or --limit?)"}.get(args.command, "")
+        _report(f"{prefix}: error", f"out of memory: {exc}{hint}")
+        return 1
     except KeyboardInterrupt:
         print(f"anynet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -195,3 +195,13 @@ def test_limit_that_leaves_classes_out_names_the_flag(tmp_path):
     assert out.stderr.startswith("anynet train: error: --limit 5: the first 5 training images")
     assert "np.int64" not in out.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@needs_data
+def test_out_of_memory_is_one_line(tmp_path):
+    # 784 x 10**12 weights: NumPy refuses the allocation at once (it used to be a traceback).
+    out = anynet_cmd("train", "--limit", "100", "--hidden", str(10**12), "--quiet")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("anynet train: error: out of memory: ") and "--hidden" in error
