@@ -353,7 +353,10 @@ def test_a_device_is_refused_before_a_byte_is_read():
     # whole must fail this test, not exhaust the machine.
     code = (
         "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "try:\n"  # not every system lets a process cap its address space
+        "    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "except (ValueError, OSError):\n"
+        "    pass\n"
         "from anynet import io\n"
         "from anynet.errors import ModelFileError\n"
         "try:\n"
