@@ -133,7 +133,7 @@ def test_3_the_same_run_resumes_and_a_seedless_one_takes_the_checkpoints_seed(tm
 
 
 def test_3_one_writer_per_checkpoint_folder_and_no_orphans(tmp_path):
-    orphan = tmp_path / ".checkpoint.safetensors.0123abcd.tmp"
+    orphan = tmp_path / ".anynet-0123456789abcdef.tmp"  # anynet.io.TEMPORARY_FILES
     orphan.write_bytes(b"half a checkpoint, from a killed write")
     first, second = Checkpointer(tmp_path), Checkpointer(tmp_path)
     first.on_train_begin(TrainState())

@@ -292,7 +292,7 @@ def test_callbacks_continue_from_the_state_a_checkpoint_kept(tmp_path):
         def state_dict(self):
             return {"steps": self.steps, "seen": np.arange(3.0)}
 
-        def load_state_dict(self, saved, history):
+        def load_state_dict(self, saved, state):
             self.steps = saved["steps"]
             assert isinstance(saved["seen"], np.ndarray)  # arrays come back on the backend
 
@@ -306,3 +306,23 @@ def test_callbacks_continue_from_the_state_a_checkpoint_kept(tmp_path):
     step = make_step(params=ckpt.params, opt_state=ckpt.opt_state)
     train(step, loader(), epochs=2, state=state, callbacks=[again])
     assert again.steps == 12  # 8 before the interrupt, 4 after
+
+
+class PoisonAt(AveragingStep):
+    """A step after which one weight is NaN: ReLU maps it to 0, so the loss stays finite."""
+
+    def __init__(self, inner, at):
+        super().__init__(inner)
+        self.at = at
+
+    def apply_grads(self):
+        self.inner.apply_grads()
+        if self.calls == self.at:
+            self.inner.params["0.W"][0, 0] = np.nan
+
+
+def test_non_finite_parameters_are_never_checkpointed_even_with_a_finite_loss(tmp_path):
+    step = PoisonAt(make_step(), at=5)
+    with pytest.raises(anynet.errors.NonFiniteLossError, match=r"'0.W' holds 1 NaN .* step 6"):
+        train(step, loader(), epochs=2, callbacks=[Checkpointer(tmp_path, every_steps=3)])
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy").step == 3

@@ -14,7 +14,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from array_api_compat import array_namespace
+
+from anynet.backends import to_numpy
+from anynet.errors import ModelFileError
 
 __all__ = ["Callback", "EarlyStopping", "ProgressBar"]
 
@@ -39,9 +43,11 @@ class Callback:
         or ``None``: nothing."""
         return None
 
-    def load_state_dict(self, saved: dict[str, Any] | None, history: Mapping[str, Any]) -> None:
-        """Continue from ``saved`` (what :meth:`state_dict` gave), or, for a checkpoint
-        written without it, from the run's ``history`` as far as that allows."""
+    def load_state_dict(self, saved: dict[str, Any] | None, state: Any) -> None:
+        """Continue from ``saved`` (what :meth:`state_dict` gave, read from a file: check what
+        you use), or, for a checkpoint written without it, from the run's ``state.history``
+        as far as that allows. ``state`` is the resumed :class:`~anynet.training.TrainState`
+        (its parameters are there to check against)."""
 
     def on_train_begin(self, state: Any) -> None:
         """Before the first step (``state.epochs`` and ``state.batches_per_epoch`` are set)."""
@@ -115,18 +121,25 @@ class EarlyStopping(Callback):
             "best_params": self.best_params,
         }
 
-    def load_state_dict(self, saved: dict[str, Any] | None, history: Mapping[str, Any]) -> None:
+    def load_state_dict(self, saved: dict[str, Any] | None, state: Any) -> None:
         if saved is None:  # an older checkpoint: the counters follow from the history
-            self.replay(history)
+            self.replay(state.history)
             return
-        if saved.get("monitor") != self.monitor:
-            raise ValueError(
-                f"the checkpoint's early stopping watched {saved.get('monitor')!r}, this run "
-                f"watches {self.monitor!r}"
+        best, params = saved.get("best_params"), state.params
+        ok = (
+            saved.get("monitor") == self.monitor
+            and isinstance(saved.get("best"), float)
+            and isinstance(saved.get("no_improvement"), int)
+            and (best is None or _fits(best, params))
+        )
+        if not ok:
+            raise ModelFileError(
+                "the checkpoint's early-stopping state does not fit this run (another monitor, "
+                "or best parameters of other names or shapes); start afresh without resuming"
             )
-        self.best = float(saved["best"])
-        self.no_improvement = int(saved["no_improvement"])
-        self.best_params = saved["best_params"]
+        self.best = saved["best"]
+        self.no_improvement = saved["no_improvement"]
+        self.best_params = best
 
     def replay(self, history: Mapping[str, list[float]]) -> bool:
         """Run the rule over the epochs of a resumed run's ``history``; whether it would have
@@ -136,6 +149,18 @@ class EarlyStopping(Callback):
             self._update(value)
             stop = stop or self.no_improvement > self.patience
         return stop
+
+
+def _fits(arrays: Any, params: Mapping[str, Array]) -> bool:
+    """``arrays`` has exactly the parameters' names and shapes, and only finite values."""
+    if not isinstance(arrays, dict) or set(arrays) != set(params):
+        return False
+    for name, a in arrays.items():
+        if tuple(getattr(a, "shape", ())) != tuple(params[name].shape):
+            return False
+        if not np.isfinite(to_numpy(a)).all():
+            return False
+    return True
 
 
 class ProgressBar(Callback):

@@ -22,8 +22,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anynet.backends import Backend
-from anynet.errors import CheckpointLockedError, CheckpointMismatchError, ModelFileError
+import numpy as np
+
+from anynet.backends import Backend, to_numpy
+from anynet.errors import (
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    ModelFileError,
+    NonFiniteLossError,
+)
 from anynet.training.callbacks import Callback
 from anynet.training.loop import TrainState
 
@@ -95,6 +102,7 @@ class Checkpointer(Callback):
 
         # Read first: it raises if a loss of the epoch in progress is not finite or diverged.
         loss_sum, seen = state.epoch_loss_so_far()
+        _check_finite_params(state)
         states = {cb.name: cb.state_dict() for cb in state.callbacks}
         # ``batch`` > 0 only mid-epoch: resuming skips the batches already done, and the loss
         # they added up to so far is carried over.
@@ -189,6 +197,21 @@ def read_checkpoint(
     return state, ckpt
 
 
+def _check_finite_params(state: TrainState) -> None:
+    """Refuse to checkpoint non-finite parameters, naming where the run is: a finite loss does
+    not prove them finite (ReLU maps a NaN input to 0)."""
+    for name, value in state.params.items():
+        host = to_numpy(value)
+        bad = host.size - int(np.count_nonzero(np.isfinite(host)))
+        if bad:
+            raise NonFiniteLossError(
+                f"parameter {name!r} holds {bad} NaN or infinite values at epoch "
+                f"{state.epoch + 1}, global step {state.step}; training stopped before saving "
+                "them. The last checkpoint holds the last good parameters. Lower the learning "
+                "rate, scale the inputs (standardize), or check the data for NaN."
+            )
+
+
 def _json(value: Any) -> Any:
     """``value`` as it comes back from a file (tuples as lists, keys as strings)."""
     return json.loads(json.dumps(value, sort_keys=True))
@@ -250,7 +273,9 @@ def _lock(path: Path) -> Any:
 
 
 def _remove_orphans(path: Path) -> None:
-    """Temporary files of checkpoint writes that a kill interrupted (the lock is held: no write
-    of another run is in flight)."""
-    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+    """Temporary files of anynet writes that a kill interrupted (the lock is held: no write of
+    another run is in flight in this folder)."""
+    from anynet.io import TEMPORARY_FILES
+
+    for orphan in path.parent.glob(TEMPORARY_FILES):
         orphan.unlink(missing_ok=True)

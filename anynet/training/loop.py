@@ -312,7 +312,7 @@ def train(
     if state.step > 0:  # resumed: the callbacks continue from what the checkpoint kept
         for cb in state.callbacks:
             saved = state.callback_states.get(cb.name)
-            cb.load_state_dict(_on_backend(saved, backend), state.history)
+            cb.load_state_dict(_on_backend(saved, backend), state)
     boundary = _StepBoundary()
     try:
         boundary.__enter__()
