@@ -9,6 +9,10 @@ test_idx, test_train_cli, test_training); these are the end-to-end guarantees.
 from __future__ import annotations
 
 import math
+import os
+import threading
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -16,10 +20,13 @@ from sklearn.datasets import make_classification
 
 import anynet
 from anynet import NNClassifier
+from anynet.datasets import read_idx
 from anynet.errors import (
     CheckpointLockedError,
     CheckpointMismatchError,
     DivergenceError,
+    IDXFormatError,
+    ModelFileError,
     NonFiniteLossError,
 )
 from anynet.io import load_checkpoint
@@ -147,6 +154,86 @@ def test_3_one_writer_per_checkpoint_folder_and_no_orphans(tmp_path):
     second.on_train_end(TrainState())
 
 
+# --- 4. a small file that asks for gigabytes ---------------------------------------------
+
+
+def saved_model(tmp_path):
+    clf = NNClassifier((4,), max_iter=2, random_state=0).fit(X, Y)
+    return anynet.save(clf, tmp_path / "model.safetensors")
+
+
+def tamper(path, change):
+    """Rewrite a model file's classifier metadata, digest and all: what anyone who can write the
+    file can do (the digest is an integrity check, not a signature)."""
+    arrays, meta = anynet.io.read_arrays(path)
+    change(meta["metadata"]["$dict"])
+    return anynet.io.write_arrays(path, arrays, meta)
+
+
+def test_4_a_2_kb_model_file_cannot_ask_for_gigabytes(tmp_path):
+    """A class-label dtype of 'U500000000' went straight into NumPy: 5.6 GiB for a 2 KB file."""
+    path = tamper(saved_model(tmp_path), lambda m: m.update(classes_dtype="<U500000000"))
+    assert path.stat().st_size < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="U500000000"):
+            anynet.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 64 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+# --- 5. special files and decompression bombs ---------------------------------------------
+
+
+def refused_without_blocking(read, path, error):
+    """``read(path)`` raises ``error``, or the test fails after 10 s instead of hanging."""
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_raised(read, path)), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the reader, then fail
+        with open(path, "wb"):
+            pass
+        pytest.fail(f"reading {path} blocked")
+    assert isinstance(outcome[0], error), outcome[0]
+
+
+def _raised(read, path):
+    try:
+        read(path)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_5_special_files_are_refused_and_gzip_bombs_stay_small(tmp_path):
+    """A FIFO hung anynet.load and read_idx for ever, /dev/zero was read without bound, and a
+    small gzip that inflates to gigabytes was refused only after 4 GB of peak memory."""
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    refused_without_blocking(anynet.load, fifo, ModelFileError)
+    refused_without_blocking(read_idx, fifo, IDXFormatError)
+    with pytest.raises(ModelFileError, match="regular file"):
+        anynet.load("/dev/zero")
+    # An IDX header that declares 10 bytes, then a gzip stream inflating to 256 MiB of zeros.
+    bomb = tmp_path / "bomb-idx1-ubyte.gz"
+    zeros = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(bomb, "wb") as f:
+        f.write(zeros.compress(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big")))
+        chunk = bytes(2**20)
+        for _ in range(256):
+            f.write(zeros.compress(chunk))
+        f.write(zeros.flush())
+    tracemalloc.start()
+    try:
+        with pytest.raises(IDXFormatError):
+            read_idx(bomb)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
 # --- 6. divergence beyond NaN ---------------------------------------------------------------
 
 
@@ -185,3 +272,40 @@ def test_7_non_finite_weights_are_refused_and_probabilities_stay_finite(tmp_path
         clf.predict(X)
     with pytest.raises(ValueError, match="NaN"):
         anynet.save(clf, tmp_path / "m.safetensors")
+
+
+# --- 10. hostile model and checkpoint contents -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda m: m.update(classes=[2, 0, 1]), "sorted"),
+        (lambda m: m.update(classes=[0, 0, 1]), "unique|sorted"),
+        (lambda m: m["params"]["$dict"].update(checkpoint_dir="/tmp/elsewhere"), "checkpoint_dir"),
+        (lambda m: m["params"]["$dict"].update(backend="cupy"), "backend"),
+    ],
+    ids=["unsorted-classes", "duplicate-classes", "checkpoint-dir-from-file", "backend-from-file"],
+)
+def test_10_hostile_model_contents_are_refused(tmp_path, change, says):
+    """Unsorted or duplicate classes relabelled silently; hyper-parameters in a file set where
+    a run writes."""
+    with pytest.raises(ModelFileError, match=says):
+        anynet.load(tamper(saved_model(tmp_path), change))
+
+
+def test_10_hostile_checkpoint_contents_are_refused(tmp_path):
+    """Optimizer state of the wrong shape was broadcast in; missing keys gave a raw KeyError."""
+    NNClassifier((4,), max_iter=1, random_state=0, checkpoint_dir=tmp_path).fit(X, Y)
+    path = tmp_path / "checkpoint.safetensors"
+    arrays, meta = anynet.io.read_arrays(path)
+    opt = [k for k in arrays if k.startswith("opt")]
+    assert opt  # the optimizer state's tensors, named by the codec
+    wrong = {k: (v[:1] if k == opt[0] else v) for k, v in arrays.items()}
+    anynet.io.write_arrays(path, wrong, meta)
+    with pytest.raises(ModelFileError, match=str(path)):
+        load_checkpoint(path, backend="numpy")
+    missing = {k: v for k, v in arrays.items() if k != opt[0]}
+    anynet.io.write_arrays(path, missing, meta)
+    with pytest.raises(ModelFileError, match=str(path)):
+        load_checkpoint(path, backend="numpy")
