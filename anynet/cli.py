@@ -143,6 +143,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _divergence_factor(text: str) -> float | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 1, or 'off'; got {text!r}")
+    return value
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     # Every item must be digits: an empty one ('64,,32') is a slip, not a layer to drop, and
     # int()'s '1_000' or '+64' is nobody's layer size.
@@ -183,6 +195,7 @@ _FLAGS = {
     "checkpoint_every": "--checkpoint-every",
     "checkpoint_steps": "--checkpoint-steps",
     "resume": "--resume",
+    "divergence_factor": "--divergence-factor",
 }
 #: Run-record keys that no one flag sets (listed by a checkpoint that belongs to another run).
 _RECORD_KEYS = {
@@ -196,6 +209,7 @@ _PHRASES = (
     ("pass data_dir= the folder holding them", "pass --data-dir, the folder holding them"),
     (" and download=False.", " and --no-download is given."),
     ("download=False", "--no-download"),
+    ("divergence_factor=None", "--divergence-factor off"),
 )
 _NAMES = "|".join(sorted(_FLAGS, key=len, reverse=True))
 _ASSIGNED = re.compile(rf"\b({_NAMES})=")  # batch_size=256 -> --batch-size 256
@@ -308,6 +322,14 @@ def add_train(subparsers) -> None:
         metavar="N",
         help="train on the first N training images only (quick trials)",
     )
+    g.add_argument(
+        "--divergence-factor",
+        type=_divergence_factor,
+        default=100.0,
+        metavar="X",
+        help="stop when a batch's loss exceeds X times the run's first (a learning rate far "
+        "too high), before a checkpoint or --out holds the diverged model; 'off' to train on",
+    )
     g = p.add_argument_group("output")
     g.add_argument(
         "--out", type=Path, default=Path("anynet-model.safetensors"), help="model file to write"
@@ -408,6 +430,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         checkpoint_steps=args.checkpoint_steps,
         resume=args.resume,
+        divergence_factor=args.divergence_factor,
     )
     print(
         f"training {_describe(clf)} on {len(X):,} images, backend {get_backend(args.backend).spec}",

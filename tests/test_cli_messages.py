@@ -205,3 +205,30 @@ def test_out_of_memory_is_one_line(tmp_path):
     assert "Traceback" not in out.stderr
     error = out.stderr.strip().splitlines()[-1]
     assert error.startswith("anynet train: error: out of memory: ") and "--hidden" in error
+
+
+@pytest.mark.parametrize("value", ["1", "0.5", "-3", "nan", "none"])
+def test_divergence_factor_is_above_one_or_off(value, no_data):
+    out = anynet_cmd("train", *no_data, f"--divergence-factor={value}")
+    assert out.returncode == 2, out.stderr
+    assert "argument --divergence-factor:" in out.stderr and "'off'" in out.stderr
+
+
+def test_divergence_factor_off_turns_the_check_off():
+    from anynet.cli import build_parser
+
+    assert build_parser().parse_args(["train"]).divergence_factor == 100
+    args = build_parser().parse_args(["train", "--divergence-factor", "off"])
+    assert args.divergence_factor is None
+
+
+@needs_data
+def test_divergence_says_which_flag_turns_the_check_off(tmp_path):
+    out = anynet_cmd(
+        "train", "--limit", "500", "--epochs", "1", "--lr", "1e6", "--quiet",
+        "--out", str(tmp_path / "m.safetensors"),
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "diverged" in out.stderr and "(--divergence-factor off)" in out.stderr
+    assert "divergence_factor" not in out.stderr
+    assert not (tmp_path / "m.safetensors").exists()
