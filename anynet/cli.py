@@ -143,6 +143,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _file_path(text: str) -> Path:
+    # Path() drops a trailing slash: 'models/' would become a file called 'models'.
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"expected a file name, got the folder {text!r}; give one inside it, such as "
+            f"{text}model.safetensors"
+        )
+    return Path(text)
+
+
 def _divergence_factor(text: str) -> float | None:
     if text.strip().lower() == "off":
         return None
@@ -332,7 +342,10 @@ def add_train(subparsers) -> None:
     )
     g = p.add_argument_group("output")
     g.add_argument(
-        "--out", type=Path, default=Path("anynet-model.safetensors"), help="model file to write"
+        "--out",
+        type=_file_path,
+        default=Path("anynet-model.safetensors"),
+        help="model file to write",
     )
     g.add_argument(
         "--checkpoint-dir",

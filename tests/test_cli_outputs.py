@@ -154,3 +154,12 @@ def test_a_fresh_run_does_not_overwrite_a_checkpoint(tmp_path, no_data):
     out = anynet_cmd("train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"))
     refused_before_the_work(out, "--checkpoint-dir", "already holds", "--resume")
     assert (tmp_path / "ck" / CHECKPOINT_NAME).read_bytes() == b"a previous run's"
+
+
+def test_out_written_as_a_folder(tmp_path, no_data):
+    # 'models/' names a folder: it used to become a file called 'models' when it did not exist.
+    folder = f"{tmp_path / 'models'}{os.sep}"
+    out = anynet_cmd("train", *no_data, "--out", folder)
+    assert out.returncode == 2 and "argument --out:" in out.stderr, out.stderr
+    assert f"{folder}model.safetensors" in out.stderr
+    assert not (tmp_path / "models").exists()
