@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import threading
 import tracemalloc
 import zlib
@@ -309,3 +311,66 @@ def test_10_hostile_checkpoint_contents_are_refused(tmp_path):
     anynet.io.write_arrays(path, missing, meta)
     with pytest.raises(ModelFileError, match=str(path)):
         load_checkpoint(path, backend="numpy")
+
+
+# --- 8. outputs checked before the work ------------------------------------------------------
+
+
+def anynet_cmd(*args, timeout=120):
+    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
+    env.pop("ANYNET_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "anynet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_8_every_output_path_is_checked_before_training(tmp_path):
+    """A missing --out folder, an --out that is a folder, a --plots or --checkpoint-dir that is
+    a file failed at the end of the run, and the trained model was lost. No data here: an
+    output checked too late shows as a data error instead."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    tries = {
+        "--out": ["--out", str(tmp_path / "missing" / "m.safetensors")],
+        "--out ": ["--out", str(empty)],
+        "--plots": ["--plots", str(a_file)],
+        "--checkpoint-dir": ["--checkpoint-dir", str(a_file)],
+    }
+    for flag, args in tries.items():
+        out = anynet_cmd("train", "--data-dir", str(empty), "--no-download", *args)
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert flag.strip() in out.stderr and "Fashion-MNIST" not in out.stderr, out.stderr
+    # A legal 248-byte file name: the temporary name used to grow past 255 bytes.
+    clf = NNClassifier((4,), max_iter=1, random_state=0).fit(X, Y)
+    path = anynet.save(clf, tmp_path / ("m" * 236 + ".safetensors"))
+    assert len(path.name.encode()) == 248 and anynet.load(path).n_features_in_ == 12
+
+
+# --- 9. wrong answers from the command line --------------------------------------------------
+
+
+def test_9_the_command_refuses_what_it_would_misread_and_speaks_in_flags(tmp_path):
+    """A 16-bit PNG was clipped to mostly white and still got a confident class; --hidden
+    64,,32 was accepted; errors named Python arguments (data_dir=) where the user typed
+    flags."""
+    from PIL import Image
+
+    from anynet.cli import _read_images
+
+    gray = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
+    eight, sixteen = tmp_path / "8.png", tmp_path / "16.png"
+    Image.fromarray(gray).save(eight)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(sixteen)  # the same picture, 16 bits
+    np.testing.assert_array_equal(_read_images(sixteen, False), _read_images(eight, False))
+    hidden = anynet_cmd("train", "--hidden", "64,,32")
+    assert hidden.returncode == 2 and "--hidden" in hidden.stderr
+    assert "empty" in hidden.stderr and "Traceback" not in hidden.stderr
+    missing = anynet_cmd("train", "--data-dir", str(tmp_path / "none"), "--no-download")
+    assert missing.returncode == 1 and "--data-dir" in missing.stderr
+    assert "data_dir=" not in missing.stderr and "download=" not in missing.stderr
