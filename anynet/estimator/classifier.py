@@ -3,18 +3,13 @@
 It takes ``MLPClassifier``'s parameters and fills its fitted attributes, so code written for
 scikit-learn's network runs unchanged, and adds anynet's own: ``backend`` (NumPy, CuPy, PyTorch,
 array-api-strict), ``dtype``, an L1 penalty, the initializer, the output layer, input scaling,
-dropout and checkpoints.
-
-The fitted truth is one dict, :attr:`NNClassifier.params_`: the network's parameters by name,
-as NumPy arrays. ``coefs_`` and ``intercepts_`` are views of it in scikit-learn's layout (set
-them, or write into them, and the estimator uses what you set). Each ``fit`` / ``partial_fit`` /
-``predict`` copies the parameters to the device once (a few hundred kilobytes) and the work
-runs there.
+dropout and checkpoints. What it shares with any anynet estimator (the fitted ``params_``,
+arrays in and out) is :class:`~anynet.estimator.base.NetworkEstimator`'s; a fit runs in phases:
+data, step, run, record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -22,17 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_array_api_obj
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from anynet import nn
-from anynet.backends import Backend, backend_of, derive_seed, get_backend, to_numpy
+from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.checks import check_choice, check_int, check_number, fail
 from anynet.data import DataLoader, Standardizer
+from anynet.estimator.base import NetworkEstimator
+from anynet.estimator.inputs import (
+    encode_labels,
+    fingerprint,
+    int_seed,
+)
 from anynet.estimator.network import (
     ACTIVATIONS,
     OUTPUTS,
@@ -40,8 +40,9 @@ from anynet.estimator.network import (
     SOLVERS,
     build_network,
     build_optimizer,
-    dense_layers,
+    log_probabilities,
 )
+from anynet.estimator.network import validator as _validator
 from anynet.training import (
     CHECKPOINT_NAME,
     Callback,
@@ -68,7 +69,7 @@ class _Data:
     n_samples: int  # before the validation split
 
 
-class NNClassifier(ClassifierMixin, BaseEstimator):
+class NNClassifier(ClassifierMixin, NetworkEstimator):
     """A multi-layer perceptron classifier trained by anynet's hand-written backprop.
 
     Parameters shared with scikit-learn's ``MLPClassifier`` mean what they mean there:
@@ -294,59 +295,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             epsilon=float(self.epsilon),
         )
 
-    # --- the fitted parameters ----------------------------------------------------------------
-
-    def _layer_arrays(self, kind: str) -> list[np.ndarray]:
-        if "params_" not in vars(self):
-            raise AttributeError(f"this NNClassifier is not fitted: it has no {kind} yet")
-        names = dense_layers(self._network()[0])
-        return [self.params_[layer["W" if kind == "coefs_" else "b"]] for layer in names]
-
-    def _set_layer_arrays(self, kind: str, arrays: Any) -> None:
-        current = self._layer_arrays(kind)
-        arrays = list(arrays)
-        if len(arrays) != len(current) or any(
-            np.shape(a) != c.shape for a, c in zip(arrays, current, strict=False)
-        ):
-            raise fail(
-                kind,
-                f"{len(current)} arrays of shapes {[c.shape for c in current]}",
-                [np.shape(a) for a in arrays],
-            )
-        for a, c in zip(arrays, current, strict=True):
-            c[...] = a
-
-    @property
-    def coefs_(self) -> list[np.ndarray]:
-        """The weight matrices, ``(n_in, n_out)`` each, layer by layer: arrays of ``params_``."""
-        return self._layer_arrays("coefs_")
-
-    @coefs_.setter
-    def coefs_(self, arrays: Any) -> None:
-        self._set_layer_arrays("coefs_", arrays)
-
-    @property
-    def intercepts_(self) -> list[np.ndarray]:
-        """The bias vectors, layer by layer: arrays of ``params_``."""
-        return self._layer_arrays("intercepts_")
-
-    @intercepts_.setter
-    def intercepts_(self, arrays: Any) -> None:
-        self._set_layer_arrays("intercepts_", arrays)
-
-    def _device_params(self, model: nn.Sequential, be: Backend) -> dict[str, Any]:
-        """``params_`` on the device, in the compute dtype, after refusing non-finite ones (a
-        NaN weight would predict plausible-looking probabilities: ReLU maps NaN to 0)."""
-        for name, value in self.params_.items():
-            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-            if bad:
-                raise ValueError(
-                    f"params_[{name!r}] holds {bad} NaN or infinite values: this model cannot "
-                    "predict or train; fit it again, or set finite parameters"
-                )
-        shapes = model.param_shapes()
-        return {name: be.asarray(self.params_[name], dtype=self.dtype) for name in shapes}
-
     # --- fitting ----------------------------------------------------------------------------
 
     def fit(self, X, y, validation_data=None, callbacks=None):
@@ -401,7 +349,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             run = (load_checkpoint(checkpoint, backend="numpy").extra or {}).get("run")
             if isinstance(run, dict) and isinstance(run.get("seed"), int):
                 return run["seed"]
-        return _seed(self.random_state)
+        return int_seed(self.random_state)
 
     def _batch_size(self, n: int) -> int:
         batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
@@ -422,7 +370,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             "batch_size": self._batch_size(len(data.X)),
             "seed": seed,
             "classes": [repr(c) for c in self.classes_.tolist()],
-            "data": _fingerprint(data.X, data.y),
+            "data": fingerprint(data.X, data.y),
         }
 
     def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
@@ -570,45 +518,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     # --- data -------------------------------------------------------------------------------
 
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        X = _to_host(X)
-        if getattr(X, "ndim", 2) > 2:  # images, e.g. (N, 28, 28): one row of pixels each
-            X = np.reshape(X, (X.shape[0], -1))
-        X = validate_data(self, X, reset=reset, dtype="numeric", order="C")
-        return self._as_compute_dtype(X)
-
-    def _validate_X_y(self, X, y, *, reset: bool):
-        X, y = _to_host(X), _to_host(y)
-        if getattr(X, "ndim", 2) > 2:
-            X = np.reshape(X, (X.shape[0], -1))
-        X, y = validate_data(self, X, y, reset=reset, dtype="numeric", order="C")
-        return self._as_compute_dtype(X), y
-
-    def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:
-        """uint8 pixels stay uint8 (the loader scales them on the device); other numbers must
-        fit the compute dtype, or they would turn into inf there."""
-        if X.dtype == np.uint8:
-            return X
-        limit = np.finfo(self.dtype).max
-        if X.size and np.abs(X).max() > limit:
-            raise ValueError(
-                f"X has values up to {np.abs(X).max():.3g}, beyond {self.dtype}'s largest "
-                f"({limit:.3g}); scale the data, or use dtype='float64'"
-            )
-        return X if np.issubdtype(X.dtype, np.floating) else X.astype(self.dtype)
-
     def _encode(self, y: np.ndarray) -> np.ndarray:
-        """Labels as int64 positions in ``classes_``, checked on the host: an out-of-range
-        index on a GPU would be wrapped around silently, not refused."""
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, len(self.classes_) - 1)
-        unknown = self.classes_[codes] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"y has labels {sorted(set(np.asarray(y)[unknown].tolist()))[:10]} that are not "
-                f"among the classes {list(self.classes_)[:20]}"
-            )
-        return codes.astype(np.int64)
+        return encode_labels(y, self.classes_)
 
     def _loader(self, X, y, batch_size, shuffle, seed, backend) -> DataLoader:
         return DataLoader(
@@ -626,13 +537,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     # --- prediction -------------------------------------------------------------------------
 
-    def _compute_backend(self, X: Any) -> Backend:
-        """``backend`` if set; else the backend of the input arrays (PyTorch tensors in, PyTorch
-        computes); else ``ANYNET_BACKEND`` or NumPy."""
-        if self.backend is not None:
-            return get_backend(self.backend)
-        return backend_of(X) or get_backend(None)
-
     def _forward_proba(self, X, *, log: bool = False) -> tuple[Any, Backend, Backend | None]:
         """Probabilities on the compute backend, and the backend the caller's arrays live on
         (``None`` for NumPy and lists)."""
@@ -647,26 +551,9 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         xp = be.xp
         outs = []
         for Xb, _ in loader:
-            out = model(params, Xb, xp=xp)
-            if link == "softmax":
-                # log_softmax of the logits stays finite where log(softmax) would be -inf.
-                out = nn.functional.log_softmax(out, xp=xp)
-            elif link == "sigmoid":  # per-class sigmoids, normalised over the classes
-                # In logs: log sigmoid(z) = -softplus(-z) stays finite where every sigmoid of a
-                # row underflows to 0 (0 / 0 gave NaN rows, and predict answered class 0).
-                log_sig = -(xp.where(out < 0, -out, 0.0) + xp.log1p(xp.exp(-xp.abs(out))))
-                out = nn.functional.log_softmax(log_sig, xp=xp)
-            outs.append(out if log else xp.exp(out))  # link "exp": the net gives log-probs
+            out = log_probabilities(model(params, Xb, xp=xp), link, xp)
+            outs.append(out if log else xp.exp(out))
         return xp.concat(outs, axis=0), be, caller
-
-    @staticmethod
-    def _hand_back(x: Any, be: Backend, caller: Backend | None) -> Any:
-        """Arrays in, arrays out: NumPy for NumPy callers, the caller's library otherwise."""
-        if caller is None:
-            return be.to_numpy(x)
-        if caller.spec == be.spec:
-            return x
-        return caller.asarray(be.to_numpy(x))
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
@@ -699,57 +586,3 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.random_state is None
         return tags
-
-    def __getstate__(self):
-        # Device arrays and backend handles stay behind: the NumPy params_ are the model.
-        state = self.__dict__.copy()
-        for key in ("_opt_state", "_opt_backend"):
-            state.pop(key, None)
-        return state
-
-
-def _validator(model, loss: str, loader: DataLoader, be: Backend):
-    """Accuracy and loss over a loader, with one read from the device."""
-    loss_fn = nn.step.get_loss(loss)
-    xp = be.xp
-
-    def validate(params) -> dict[str, float]:
-        correct, total = [], []
-        for Xb, yb in loader:
-            out = model(params, Xb, xp=xp)
-            value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
-            correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
-            total.append(value)
-        host = be.to_numpy(
-            xp.stack([xp.astype(xp.stack(correct), total[0].dtype), xp.stack(total)])
-        )
-        n = loader.n_samples
-        return {"val_accuracy": float(host[0].sum()) / n, "val_loss": float(host[1].sum()) / n}
-
-    return validate
-
-
-def _fingerprint(*arrays: np.ndarray) -> str:
-    """A digest of the arrays' dtypes, shapes and bytes: the same data, or not."""
-    digest = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.dtype.str}{a.shape}".encode())
-        digest.update(memoryview(a).cast("B"))
-    return digest.hexdigest()
-
-
-def _seed(random_state: Any) -> int:
-    """An int seed from scikit-learn's ``random_state`` conventions."""
-    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
-        return int(random_state)
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
-
-
-def _to_host(x: Any) -> Any:
-    """Arrays of another library (CuPy, PyTorch, array-api-strict) to NumPy; anything else
-    as it is. (array-api-compat recognises PyTorch tensors, which lack
-    ``__array_namespace__``.)"""
-    if is_array_api_obj(x) and not isinstance(x, np.ndarray | np.generic):
-        return to_numpy(x)
-    return x

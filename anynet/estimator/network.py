@@ -19,6 +19,8 @@ __all__ = [
     "build_network",
     "build_optimizer",
     "dense_layers",
+    "log_probabilities",
+    "validator",
 ]
 
 #: ``activation=`` names: anynet's hidden-layer activations by their keys, scikit-learn's
@@ -103,3 +105,39 @@ def build_optimizer(
         return nn.sgd(learning_rate, momentum=momentum, nesterov=nesterov and momentum > 0)
     make = nn.adam if solver == "adam" else nn.adamw
     return make(learning_rate, beta_1, beta_2, epsilon)
+
+
+def log_probabilities(out: Any, link: str, xp: Any) -> Any:
+    """Class log-probabilities from the network's output, by its ``link``
+    (see :data:`OUTPUTS`)."""
+    if link == "softmax":
+        # log_softmax of the logits stays finite where log(softmax) would be -inf.
+        return nn.functional.log_softmax(out, xp=xp)
+    if link == "sigmoid":  # per-class sigmoids, normalised over the classes
+        # In logs: log sigmoid(z) = -softplus(-z) stays finite where every sigmoid of a row
+        # underflows to 0 (0 / 0 gave NaN rows, and predict answered class 0).
+        log_sig = -(xp.where(out < 0, -out, 0.0) + xp.log1p(xp.exp(-xp.abs(out))))
+        return nn.functional.log_softmax(log_sig, xp=xp)
+    return out  # "exp": the network gives log-probabilities itself
+
+
+def validator(model: nn.Sequential, loss: str, loader: Any, be: Any) -> Any:
+    """``validate(params) -> {'val_accuracy', 'val_loss'}`` over a loader, with one read from
+    the device."""
+    loss_fn = nn.step.get_loss(loss)
+    xp = be.xp
+
+    def validate(params) -> dict[str, float]:
+        correct, total = [], []
+        for Xb, yb in loader:
+            out = model(params, Xb, xp=xp)
+            value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
+            correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
+            total.append(value)
+        host = be.to_numpy(
+            xp.stack([xp.astype(xp.stack(correct), total[0].dtype), xp.stack(total)])
+        )
+        n = loader.n_samples
+        return {"val_accuracy": float(host[0].sum()) / n, "val_loss": float(host[1].sum()) / n}
+
+    return validate
