@@ -131,7 +131,7 @@ def test_data_dir_that_cannot_hold_the_data(what, tmp_path):
 
 
 def test_library_words_become_flags():
-    from anynet.cli import _flag_words
+    from anynet.cli.messages import flag_words
 
     said = (
         "ck/checkpoint.safetensors: the checkpoint is of another run:\n"
@@ -140,16 +140,16 @@ def test_library_words_become_flags():
         '  data: the checkpoint\'s run has "ab", this one "cd"\n'
         "Resume with the settings of the run that wrote it."
     )
-    assert _flag_words(said).splitlines()[1:4] == [
+    assert flag_words(said).splitlines()[1:4] == [
         "  --batch-size: the checkpoint's run has 128, this one 64",
         "  --lr: the checkpoint's run has 0.001, this one 0.01",
         '  the data (--data-dir, --limit): the checkpoint\'s run has "ab", this one "cd"',
     ]
-    assert _flag_words("random_state must be an integer; got -1") == (
+    assert flag_words("random_state must be an integer; got -1") == (
         "--seed must be an integer; got -1"
     )
     # Only the argument's own name: no part of another word, nor prose.
-    assert _flag_words("learning_rate_init=2 and the seed") == "--lr 2 and the seed"
+    assert flag_words("learning_rate_init=2 and the seed") == "--lr 2 and the seed"
 
 
 @needs_data

@@ -163,7 +163,7 @@ def test_modes_it_cannot_read_are_refused_by_name(model, tmp_path):
 
 
 def test_32_bit_values_are_not_16_bit_gray():
-    from anynet.cli import _gray_pixels
+    from anynet.cli.predict import _gray_pixels
     from anynet.errors import DataError
 
     values = np.arange(784, dtype=np.int32).reshape(28, 28) * 80  # up to 62,640: 16-bit

@@ -361,7 +361,7 @@ def test_9_the_command_refuses_what_it_would_misread_and_speaks_in_flags(tmp_pat
     flags."""
     from PIL import Image
 
-    from anynet.cli import _read_images
+    from anynet.cli.predict import _read_images
 
     gray = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
     eight, sixteen = tmp_path / "8.png", tmp_path / "16.png"

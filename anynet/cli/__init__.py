@@ -1,0 +1,102 @@
+"""The ``anynet`` command.
+
+Each subcommand is a function ``cmd_<name>(args) -> int`` with an ``add_<name>(subparsers)``
+that declares its arguments. Errors anynet raises on purpose become one line on stderr and a
+non-zero exit, never a traceback; what a message adds after its first line (the ways to get
+the data, a list of differences) follows it indented. Messages and warnings from the library
+name the flags the user typed, not the Python arguments behind them.
+
+- :mod:`~anynet.cli.info`, :mod:`~anynet.cli.train`, :mod:`~anynet.cli.evaluate`,
+  :mod:`~anynet.cli.predict`: the subcommands (predict with its image reading);
+- :mod:`~anynet.cli.arguments`: the argument types;
+- :mod:`~anynet.cli.outputs`: the paths a run will write, checked before its work;
+- :mod:`~anynet.cli.data`: Fashion-MNIST as ``--data-dir`` and ``--no-download`` say;
+- :mod:`~anynet.cli.messages`: the library's argument names as the command's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import anynet
+from anynet.cli.evaluate import add_evaluate, cmd_evaluate
+from anynet.cli.info import add_info, cmd_info
+from anynet.cli.messages import flag_words
+from anynet.cli.predict import add_predict, cmd_predict
+from anynet.cli.train import add_train, cmd_train
+from anynet.errors import AnynetError
+
+__all__ = ["main"]
+
+
+COMMANDS = {
+    "info": (add_info, cmd_info),
+    "train": (add_train, cmd_train),
+    "evaluate": (add_evaluate, cmd_evaluate),
+    "predict": (add_predict, cmd_predict),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage block is one ``-h`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="anynet",
+        description="Neural-network classifiers whose hand-written backprop runs on any Array "
+        "API backend (NumPy, CuPy, PyTorch, array-api-strict).",
+    )
+    parser.add_argument("--version", action="version", version=f"anynet {anynet.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def _report(prefix: str, message: str) -> None:
+    """``prefix: message`` on stderr: its first line is the whole error, in one line; what a
+    library message says after it (the ways to get the data, a list of differences) follows
+    indented, one item a line, rather than run together into one unreadable line."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()] or ["(no message)"]
+    print(f"{prefix}: {lines[0].strip()}", file=sys.stderr)
+    for line in lines[1:]:
+        print(f"  {line}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prefix = f"anynet {args.command}"
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        # A warning is for the user of the command: no source file and line, and flags' names.
+        _report(f"{prefix}: warning", flag_words(str(message)))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return COMMANDS[args.command][1](args)
+    except (AnynetError, ValueError, OSError) as exc:
+        # Bad input ends as one error line; ANYNET_DEBUG=1 keeps the traceback for developers.
+        if os.environ.get("ANYNET_DEBUG"):
+            raise
+        _report(f"{prefix}: error", str(exc))
+        return 1
+    except MemoryError as exc:  # an allocation refused outright; the OOM killer is no exception
+        if os.environ.get("ANYNET_DEBUG"):
+            raise
+        hint = {"train": " (a smaller --hidden, --batch-size or --limit?)"}.get(args.command, "")
+        _report(f"{prefix}: error", f"out of memory: {exc}{hint}")
+        return 1
+    except KeyboardInterrupt:
+        print(f"anynet {args.command}: interrupted", file=sys.stderr)
+        return 130

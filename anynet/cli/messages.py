@@ -1,0 +1,74 @@
+"""The library's words in the command line's: the Python arguments anynet's messages and
+warnings name, replaced by the flags the user typed."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+from anynet.errors import AnynetError
+
+#: The Python arguments anynet's messages name (``batch_size=256``, ``batch_size must be``), and
+#: the keys of a checkpoint's run record, as the user of the command typed them.
+_FLAGS = {
+    "hidden_layer_sizes": "--hidden",
+    "activation": "--activation",
+    "output": "--output",
+    "init": "--init",
+    "dropout": "--dropout",
+    "solver": "--solver",
+    "learning_rate_init": "--lr",
+    "momentum": "--momentum",
+    "alpha": "--alpha",
+    "l1": "--l1",
+    "max_iter": "--epochs",
+    "batch_size": "--batch-size",
+    "standardize": "--scale",
+    "random_state": "--seed",
+    "seed": "--seed",
+    "dtype": "--dtype",
+    "backend": "--backend",
+    "data_dir": "--data-dir",
+    "checkpoint_dir": "--checkpoint-dir",
+    "checkpoint_every": "--checkpoint-every",
+    "checkpoint_steps": "--checkpoint-steps",
+    "resume": "--resume",
+    "divergence_factor": "--divergence-factor",
+}
+#: Run-record keys that no one flag sets (listed by a checkpoint that belongs to another run).
+_RECORD_KEYS = {
+    "network": "the network (--hidden, --activation, --dropout)",
+    "data": "the data (--data-dir, --limit)",
+    "classes": "the classes (--limit)",
+}
+#: Whole phrases first, where the generic rules below would read badly.
+_PHRASES = (
+    ("load_fashion_mnist(..., download=True)", "leave out --no-download"),
+    ("pass data_dir= the folder holding them", "pass --data-dir, the folder holding them"),
+    (" and download=False.", " and --no-download is given."),
+    ("download=False", "--no-download"),
+    ("divergence_factor=None", "--divergence-factor off"),
+)
+_NAMES = "|".join(sorted(_FLAGS, key=len, reverse=True))
+_ASSIGNED = re.compile(rf"\b({_NAMES})=")  # batch_size=256 -> --batch-size 256
+_MUST_BE = re.compile(rf"^({_NAMES}) must be\b")  # anynet.checks' wording
+_LISTED = re.compile(rf"^([ \t]+)({_NAMES}|{'|'.join(_RECORD_KEYS)}):", re.MULTILINE)
+
+
+def flag_words(message: str) -> str:
+    """``message`` with the Python arguments it names replaced by the command's flags."""
+    for python, flags in _PHRASES:
+        message = message.replace(python, flags)
+    message = _ASSIGNED.sub(lambda m: _FLAGS[m[1]] + " ", message)
+    message = _MUST_BE.sub(lambda m: _FLAGS[m[1]] + " must be", message)
+    return _LISTED.sub(lambda m: m[1] + {**_FLAGS, **_RECORD_KEYS}[m[2]] + ":", message)
+
+
+@contextlib.contextmanager
+def in_flags() -> Iterator[None]:
+    """Around a call into the library: its errors come out naming flags, not arguments."""
+    try:
+        yield
+    except (AnynetError, ValueError) as exc:
+        raise AnynetError(flag_words(str(exc))) from exc

@@ -1,0 +1,211 @@
+"""``anynet predict``: classify images, read from PNG/JPEG or IDX files as Fashion-MNIST's
+kind of 28x28 gray."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from anynet.cli.arguments import positive_int
+from anynet.errors import AnynetError
+
+
+def add_predict(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="classify images (PNG/JPEG, or IDX files)",
+        description="Print the predicted class and top probabilities of each image. PNG and "
+        "JPEG images must be 28x28, Fashion-MNIST style (a light object on a dark background; "
+        "--invert for dark on light), and are read as 8-bit gray: 16-bit gray scaled by its "
+        "bit depth, colour by its luma, transparent pixels as the background (black, or white "
+        "with --invert); other modes, such as CMYK, are refused. An IDX file may hold many.",
+    )
+    p.add_argument("model", type=Path)
+    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=positive_int, default=3, help="probabilities to show")
+    p.add_argument("--invert", action="store_true", help="invert PNG/JPEG images first")
+    p.add_argument("--backend", default=None)
+
+
+#: The first bytes of each kind of file predict reads.
+_PNG, _JPEG, _GZIP, _IDX = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\x1f\x8b", b"\x00\x00"
+#: Pillow's modes of 16-bit gray: a 16-bit gray PNG opens as 'I;16' (as 'I' before Pillow 10).
+_GRAY16 = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _read_images(path: Path, invert: bool):
+    """(N, 28, 28) uint8 images from an IDX file, or one PNG/JPEG; DataError when unreadable.
+
+    Only a regular file is opened, and only its first bytes are read before its kind is known:
+    a FIFO would block the read, /dev/zero never end it."""
+    from anynet.errors import DataError
+
+    with _open_regular(path) as f:
+        head = f.read(len(_PNG))
+        if head.startswith(_PNG) or head.startswith(_JPEG):
+            f.seek(0)
+            return _read_picture(f, path, invert)[None]
+    if head.startswith(_GZIP) or head.startswith(_IDX):
+        return _read_idx_images(path)
+    raise DataError(f"{path}: not a PNG/JPEG image or an IDX file (it begins {head[:4]!r})")
+
+
+def _open_regular(path: Path):
+    """``path`` open for reading, if it is a regular file; else DataError, saying what it is.
+
+    The check is made on the open file (``fstat``), so what is checked is what is read; the
+    open does not wait (``O_NONBLOCK``: opening a FIFO would wait for a writer), and a regular
+    file's reads ignore that flag."""
+    import stat
+
+    from anynet.errors import DataError
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open it ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+        kind = next((name for test, name in kinds if test(mode)), "a device")
+        raise DataError(f"{path}: {kind}, not a regular file; give an image or an IDX file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_idx_images(path: Path):
+    """The images of an IDX file, through anynet's IDX reader (regular files only, the header
+    read first, every read bounded)."""
+    import numpy as np
+
+    from anynet.datasets import read_idx
+    from anynet.errors import DataError
+
+    images = read_idx(path)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.dtype != np.uint8 or len(images) == 0:
+        raise DataError(
+            f"{path}: expected uint8 images (N, 28, 28); got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def _read_picture(f, path: Path, invert: bool):
+    """One 28x28 PNG or JPEG from the open file ``f``, as 8-bit gray (see :func:`_gray_pixels`).
+    Its size is checked from the header, before any pixel is decoded."""
+    import struct
+
+    from anynet.errors import DataError
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise AnynetError("reading PNG/JPEG needs Pillow: pip install 'anynet-nn[image]'") from None
+    # What Pillow raises for a damaged file, besides its OSErrors (a fuzzed PNG: SyntaxError).
+    damaged = (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        struct.error,
+        Image.DecompressionBombError,
+    )
+    # Pillow's guard against decompression bombs is lifted while the header is read: nothing
+    # but 28x28 is decoded here, and the size check says what is wrong in its own words.
+    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(f, formats=("PNG", "JPEG")) as im:
+            Image.MAX_IMAGE_PIXELS = guard
+            if im.size != (28, 28):
+                width, height = im.size
+                raise DataError(
+                    f"{path}: the image is {width}x{height} pixels; the model takes 28x28 "
+                    "grayscale (resize it first)"
+                )
+            return _gray_pixels(im, invert, name=str(path))
+    except DataError:
+        raise  # a ValueError, but one of ours: already says what is wrong
+    except damaged as exc:
+        raise DataError(f"{path}: not a PNG/JPEG image anynet can read ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
+
+
+def _gray_pixels(im, invert: bool, name: str = "the image"):
+    """The pixels of a Pillow image as 8-bit gray, Fashion-MNIST's kind, inverted if ``invert``.
+
+    - 8-bit gray as it is (and 1-bit: 0 and 255);
+    - 16-bit gray scaled by its bit depth, 65535 to 255, rounded: not by the image's own
+      maximum, which would brighten a dark image;
+    - colour by Pillow's luma (ITU-R 601-2), alpha and transparent palette entries
+      composited on the picture's background: black, Fashion-MNIST's, or with ``invert``
+      (a dark object on a light ground) white, which the inversion then makes black.
+
+    Any other mode (CMYK, floats, premultiplied alpha...) raises DataError naming it (and the
+    image's ``name``)."""
+    import numpy as np
+
+    from anynet.errors import DataError
+
+    mode = im.mode
+    if mode in ("L", "1"):
+        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+    elif mode in _GRAY16:
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(
+                f"{name}: mode {mode!r} with values from {values.min()} to {values.max()}, "
+                "which is not 16-bit gray; save it as 8- or 16-bit gray"
+            )
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+    elif mode == "RGB":
+        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+    elif mode in ("RGBA", "LA", "P", "PA"):
+        if mode in ("P", "PA"):
+            im = im.convert("RGBA")  # a palette's transparency becomes alpha
+        if im.mode != "LA":
+            im = im.convert("LA")
+        la = np.asarray(im).astype(np.int64)
+        luma, alpha = la[..., 0], la[..., 1]
+        background = 255 if invert else 0
+        gray = ((luma * alpha + background * (255 - alpha) + 127) // 255).astype(np.uint8)
+    else:
+        raise DataError(
+            f"{name}: an image in mode {mode!r}, which anynet does not read as gray (it reads "
+            "8- and 16-bit gray, RGB, gray or RGB with alpha, and palettes); save it as 8-bit gray"
+        )
+    return 255 - gray if invert else gray
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import anynet
+    from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
+
+    clf = anynet.load(args.model, backend=args.backend)
+    for path in args.images:
+        images = _read_images(path, args.invert)
+        if images.shape[1] * images.shape[2] != clf.n_features_in_:
+            raise AnynetError(
+                f"{path}: images of {images.shape[1]}x{images.shape[2]} pixels; "
+                f"the model takes {clf.n_features_in_} features"
+            )
+        proba = clf.predict_proba(images)
+        for i, p in enumerate(proba):
+            order = np.argsort(p)[::-1][: args.top]
+            label = f"{path}[{i}]" if len(images) > 1 else str(path)
+            names = [
+                NAMES[int(clf.classes_[k])]
+                if len(clf.classes_) == len(NAMES)
+                else str(clf.classes_[k])
+                for k in order
+            ]
+            top = ", ".join(f"{n} {p[k]:.1%}" for n, k in zip(names, order, strict=True))
+            print(f"{label}: {names[0]}  ({top})")
+    return 0

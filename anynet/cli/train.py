@@ -1,0 +1,290 @@
+"""``anynet train``: train a classifier on Fashion-MNIST and save it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from anynet.backends import get_backend
+from anynet.cli.arguments import (
+    divergence_factor,
+    file_path,
+    fraction,
+    layer_sizes,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from anynet.cli.data import load_data
+from anynet.cli.messages import in_flags
+from anynet.cli.outputs import check_can_plot, check_output, check_resumable
+from anynet.errors import AnynetError
+from anynet.estimator.network import ACTIVATIONS
+
+#: The best default measured on a 2-core CPU (README's results table): see `anynet train -h`.
+DEFAULTS = {
+    "hidden": (256, 128),
+    "epochs": 25,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "alpha": 1e-4,
+    "dropout": 0.2,
+    "scale": "standardize",
+}
+
+
+def add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a classifier on Fashion-MNIST",
+        description="Train an anynet classifier on Fashion-MNIST (found offline or downloaded "
+        "and verified), report test accuracy each epoch, and save the model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("where")
+    g.add_argument(
+        "--backend",
+        default=None,
+        help="numpy, cupy, cupy:N, torch, torch:cuda, array_api_strict "
+        "(default: $ANYNET_BACKEND, else numpy)",
+    )
+    g.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding the four Fashion-MNIST .gz files (searched alone)",
+    )
+    g.add_argument("--no-download", action="store_true", help="never download the data")
+    g = p.add_argument_group("network")
+    g.add_argument(
+        "--hidden",
+        type=layer_sizes,
+        default=DEFAULTS["hidden"],
+        metavar="SIZES",
+        help="hidden layer sizes, comma separated",
+    )
+    g.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS))
+    g.add_argument("--output", default="softmax", choices=["softmax", "log_softmax", "sigmoid"])
+    g.add_argument(
+        "--init",
+        default="glorot_uniform",
+        choices=[
+            "glorot_uniform",
+            "glorot_normal",
+            "he_uniform",
+            "he_normal",
+            "uniform",
+            "pytorch",
+        ],
+    )
+    g.add_argument("--dropout", type=fraction, default=DEFAULTS["dropout"])
+    g = p.add_argument_group("training")
+    g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
+    g.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help="learning rate")
+    g.add_argument("--momentum", type=fraction, default=0.9, help="for sgd")
+    g.add_argument(
+        "--alpha",
+        type=non_negative_float,
+        default=DEFAULTS["alpha"],
+        help="L2 penalty, scikit-learn's scaling",
+    )
+    g.add_argument("--l1", type=non_negative_float, default=0.0, help="L1 penalty")
+    g.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
+    g.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
+    g.add_argument(
+        "--scale",
+        default=DEFAULTS["scale"],
+        choices=["standardize", "unit", "symmetric", "none"],
+        help="input scaling: per-feature z-score, [0, 1], or [-1, 1]",
+    )
+    g.add_argument("--seed", type=non_negative_int, default=0)
+    g.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only (quick trials)",
+    )
+    g.add_argument(
+        "--divergence-factor",
+        type=divergence_factor,
+        default=100.0,
+        metavar="X",
+        help="stop when a batch's loss exceeds X times the run's first (a learning rate far "
+        "too high), before a checkpoint or --out holds the diverged model; 'off' to train on",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--out",
+        type=file_path,
+        default=Path("anynet-model.safetensors"),
+        help="model file to write",
+    )
+    g.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="write a checkpoint here every --checkpoint-every epochs and on Ctrl-C "
+        "(a folder that holds one already needs --resume)",
+    )
+    g.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="EPOCHS")
+    g.add_argument(
+        "--checkpoint-steps",
+        type=positive_int,
+        default=None,
+        metavar="STEPS",
+        help="also checkpoint every STEPS optimizer steps",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --checkpoint-dir (refused if there is none)",
+    )
+    g.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write learning curves, predictions, confusion matrix and t-SNE PNGs here",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from anynet.estimator import NNClassifier
+
+    if args.resume and args.checkpoint_dir is None:
+        raise AnynetError("--resume needs --checkpoint-dir, the folder holding the checkpoint")
+    if args.plots is not None:
+        check_can_plot()  # before the run, not after it
+    # Every path the run will write, checked before the data is loaded: a bad one used to fail
+    # only after training, and the trained model was lost.
+    check_output("--out", args.out)
+    if args.plots is not None:
+        check_output("--plots", args.plots, folder=True)
+    if args.checkpoint_dir is not None:
+        check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
+        check_resumable(args.checkpoint_dir, args.resume)
+    X, y, X_test, y_test = load_data(args)
+    if args.limit:
+        X, y = _first(args.limit, X, y)
+    clf = NNClassifier(
+        hidden_layer_sizes=args.hidden,
+        activation=args.activation,
+        solver=args.solver,
+        alpha=args.alpha,
+        batch_size=args.batch_size,
+        learning_rate_init=args.lr,
+        max_iter=args.epochs,
+        random_state=args.seed,
+        momentum=args.momentum,
+        # Run every epoch asked for: a patience no run reaches. Not --epochs: the checkpoint
+        # records it, and a run resumed with more epochs (extended) would be refused.
+        n_iter_no_change=2**31 - 1,
+        verbose=not args.quiet,
+        backend=args.backend,
+        dtype=args.dtype,
+        l1=args.l1,
+        init=args.init,
+        output=args.output,
+        standardize=False
+        if args.scale == "none"
+        else (True if args.scale == "standardize" else args.scale),
+        dropout=args.dropout,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_steps=args.checkpoint_steps,
+        resume=args.resume,
+        divergence_factor=args.divergence_factor,
+    )
+    print(
+        f"training {_describe(clf)} on {len(X):,} images, backend {get_backend(args.backend).spec}",
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), in_flags():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # running all epochs is the plan
+            clf.fit(X, y, validation_data=(X_test, y_test))
+    except KeyboardInterrupt as exc:
+        import signal
+
+        signum = getattr(exc, "signum", signal.SIGINT)  # SIGTERM stops a run as Ctrl-C does
+        where = (
+            f"; checkpoint in {args.checkpoint_dir}, continue with --resume"
+            if args.checkpoint_dir
+            else " (no --checkpoint-dir: nothing saved)"
+        )
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {exc}"
+        print(f"anynet train: {what}{where}", file=sys.stderr)
+        return 128 + int(signum)
+    seconds = time.perf_counter() - t0
+    import anynet
+
+    anynet.save(clf, args.out)
+    history = clf.history_
+    test_acc = history["val_accuracy"][-1]
+    print(
+        f"test accuracy {test_acc:.2%} after {clf.n_iter_} epochs "
+        f"(best {max(history['val_accuracy']):.2%}), {seconds:.0f} s; model: {args.out}"
+    )
+    if args.plots is not None:
+        _write_plots(clf, X_test, y_test, args.plots)
+        print(f"plots: {args.plots}/")
+    return 0
+
+
+def _first(limit: int, X, y):
+    """The first ``limit`` training images, refused if they leave a class out: the model could
+    never predict it, and scoring on the test set, which holds them all, would fail."""
+    import numpy as np
+
+    classes, first_seen = np.unique(y, return_index=True)
+    needed = int(first_seen.max()) + 1
+    if limit < needed:
+        held = np.unique(y[:limit])
+        raise AnynetError(
+            f"--limit {limit}: the first {limit} training images hold {len(held)} of the "
+            f"{len(classes)} classes; the first {needed} hold them all, so use --limit {needed} "
+            "or more"
+        )
+    return X[:limit], y[:limit]
+
+
+def _describe(clf) -> str:
+    sizes = "-".join(str(s) for s in (784, *clf.hidden_layer_sizes, 10))
+    return (
+        f"{sizes} {clf.activation} MLP ({clf.solver}, lr {clf.learning_rate_init}, "
+        f"batch {clf.batch_size}, {clf.max_iter} epochs)"
+    )
+
+
+def _write_plots(clf, X_test, y_test, directory: Path) -> None:
+    from anynet import metrics, plots
+    from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
+
+    directory.mkdir(parents=True, exist_ok=True)
+    proba = clf.predict_proba(X_test)
+    pred = clf.classes_[proba.argmax(axis=1)]
+    history = {k: v for k, v in clf.history_.items() if k != "epoch_seconds"}
+    # The monitored set is the test set: monitored, never used to choose anything.
+    plots.plot_learning_curves(history, path=directory / "learning_curves.png", val_label="test")
+    plots.plot_predictions(
+        X_test[:25], y_test[:25], pred[:25], NAMES, path=directory / "predictions.png"
+    )
+    plots.plot_image_probabilities(
+        X_test[0], proba[0], NAMES, true_label=int(y_test[0]), path=directory / "probabilities.png"
+    )
+    cm = metrics.confusion_matrix(y_test, pred, n_classes=len(NAMES))
+    plots.plot_confusion_matrix(cm, NAMES, path=directory / "confusion_matrix.png")
+    # The from-scratch tutorial's look at the data: 2,000 test images in two dimensions.
+    flat = X_test.reshape(len(X_test), -1)
+    plots.plot_tsne(flat, y_test, NAMES, n_samples=2000, path=directory / "tsne.png")
