@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anynet.datasets import read_idx, read_idx_pair
+from anynet.datasets import read_idx, read_idx_header, read_idx_pair
 from anynet.datasets.idx import IDX_DTYPES, decompress_gzip, parse_idx, read_idx_bytes
 from anynet.errors import DataError, IDXFormatError
 
@@ -393,3 +393,103 @@ def test_fuzz_parse_and_gunzip_on_bytes(data):
             function(data, name="fuzz", max_bytes=1 << 20)
         except IDXFormatError:
             pass
+
+
+# --- the payload goes straight into the array; the header can be read alone ------------------
+
+
+def test_a_truthful_gzip_inflates_into_the_array_with_no_other_copy(tmp_path):
+    # 64 MiB of payload, every byte of it declared: the array returned is the only copy held
+    # (inflating into bytes, then a bytearray, then an array held about three).
+    shape = (64, 1024, 1024)
+    head = b"\x00\x00\x08\x03" + struct.pack(">3I", *shape)
+    path = write(tmp_path, "big-idx3-ubyte.gz", gzip_bomb(head, 64 << 20))
+    held = {}
+    peak = peak_memory(lambda: held.setdefault("x", read_idx(path)))
+    assert held["x"].shape == shape and held["x"].dtype == np.uint8 and not held["x"].any()
+    assert peak < (64 << 20) + (4 << 20), f"peak {peak / 2**20:.1f} MiB for a 64 MiB payload"
+
+
+def test_a_raw_file_is_read_into_the_array_with_no_other_copy(tmp_path):
+    values = np.arange(4 << 20, dtype=np.int32).reshape(4, 1 << 20)  # 16 MiB, big-endian
+    path = write(tmp_path, "big-idx2-int", idx_bytes(values))
+    held = {}
+    peak = peak_memory(lambda: held.setdefault("x", read_idx(path)))
+    np.testing.assert_array_equal(held["x"], values)
+    assert peak < (16 << 20) + (2 << 20), f"peak {peak / 2**20:.1f} MiB for a 16 MiB payload"
+
+
+@pytest.mark.parametrize("wrap", ["raw", "gzip"])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float64"])
+def test_read_idx_header_gives_dtype_and_shape_without_the_payload(tmp_path, wrap, dtype):
+    values = np.arange(3 * 4 * 5).reshape(3, 4, 5).astype(dtype)
+    data = idx_bytes(values)
+    path = write(tmp_path, "x-idx3", gzip.compress(data) if wrap == "gzip" else data)
+    assert read_idx_header(path) == (np.dtype(dtype), (3, 4, 5))
+    assert read_idx_header(path)[0].isnative
+
+
+def test_read_idx_header_reads_only_the_header(tmp_path):
+    # 2 GiB minus one of declared payload in a gzip file big enough to hold it, whose payload
+    # is corrupt: the header alone is fine, and that is all that is read.
+    head = b"\x00\x00\x08\x01" + struct.pack(">I", 2**31 - 1)
+    bomb = gzip_bomb(head, 16 << 20)
+    path = write(tmp_path, "labels.gz", bomb + bytes(2**31 // 1032))
+    peak = peak_memory(lambda: read_idx_header(path))
+    assert peak < 1 << 20
+    assert read_idx_header(path) == (np.dtype(np.uint8), (2**31 - 1,))
+
+
+@pytest.mark.parametrize("case", list(MALFORMED)[:10], ids=list(MALFORMED)[:10])
+def test_read_idx_header_refuses_what_read_idx_refuses_in_the_header(tmp_path, case):
+    data, reason = MALFORMED[case]
+    path = write(tmp_path, "bad-idx-ubyte", data)
+    with pytest.raises(IDXFormatError, match=reason) as info:
+        read_idx_header(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_header_refuses_special_files_and_size_mismatches(tmp_path):
+    with pytest.raises(IDXFormatError, match="is a directory, not a regular file"):
+        read_idx_header(tmp_path)
+    path = write(tmp_path, "short-idx3", GOOD[:-1])
+    with pytest.raises(IDXFormatError, match="truncated payload"):
+        read_idx_header(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_read_idx_header_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(IDXFormatError, match="is a FIFO"):
+        call_with_deadline(lambda: read_idx_header(fifo), fifo)
+
+
+@pytest.mark.parametrize("wrap", ["raw", "gzip"])
+def test_item_shape_is_checked_from_the_header(tmp_path, wrap):
+    data = idx_bytes(IMAGES)
+    path = write(tmp_path, "images-idx3", gzip.compress(data) if wrap == "gzip" else data)
+    np.testing.assert_array_equal(read_idx(path, item_shape=(4, 5)), IMAGES)
+    with pytest.raises(IDXFormatError) as info:
+        read_idx(path, item_shape=(28, 28))
+    message = str(info.value)
+    assert str(path) in message and "(4, 5)" in message and "(28, 28)" in message
+    labels = write(tmp_path, "labels-idx1", idx_bytes(LABELS))
+    assert read_idx(labels, item_shape=()).shape == (3,)
+    with pytest.raises(IDXFormatError, match=r"expected items of shape \(\)"):
+        read_idx(path, item_shape=())
+
+
+def test_item_shape_refuses_before_the_payload_is_read(tmp_path):
+    # A payload that is corrupt: a refusal for the shape must come first, and cost nothing.
+    shape = (64, 1024, 1024)
+    head = b"\x00\x00\x08\x03" + struct.pack(">3I", *shape)
+    bomb = bytearray(gzip_bomb(head, 64 << 20))
+    bomb[-8] ^= 0xFF  # the CRC32: only inflating the whole payload would find it
+    path = write(tmp_path, "big-idx3-ubyte.gz", bytes(bomb))
+    peak = peak_memory(lambda: read_idx(path, item_shape=(28, 28)))
+    assert peak < 1 << 20
+    with pytest.raises(IDXFormatError, match=r"expected items of shape \(28, 28\)"):
+        read_idx(path, item_shape=(28, 28))
+    with pytest.raises(IDXFormatError, match="CRC32"):
+        read_idx(path, item_shape=(1024, 1024))

@@ -13,7 +13,7 @@ from anynet.datasets.fashion_mnist import (
     fashion_mnist_path,
     load_fashion_mnist,
 )
-from anynet.datasets.idx import read_idx, read_idx_pair
+from anynet.datasets.idx import read_idx, read_idx_header, read_idx_pair
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -22,5 +22,6 @@ __all__ = [
     "fashion_mnist_path",
     "load_fashion_mnist",
     "read_idx",
+    "read_idx_header",
     "read_idx_pair",
 ]

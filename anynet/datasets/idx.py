@@ -11,7 +11,10 @@ forever, ``/dev/zero`` never ends). The header comes first, and says exactly how
 follow; a raw file of any other size is refused before its payload is read, and a gzip file is
 inflated in small steps and refused as soon as it yields more than its header declares (or if
 its header declares more than a gzip file of its size can hold), so a small file that inflates
-to gigabytes costs no more memory than the data its header claims.
+to gigabytes costs no more memory than the data its header claims. :func:`read_idx` reads (or
+inflates) the payload straight into the array it returns, allocated from the checked header, so
+its peak memory is about the size of that array; :func:`read_idx_header` reads the header
+alone.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from math import prod
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -36,6 +39,7 @@ __all__ = [
     "parse_idx",
     "read_idx",
     "read_idx_bytes",
+    "read_idx_header",
     "read_idx_pair",
 ]
 
@@ -57,8 +61,11 @@ MAX_IDX_BYTES = 2**31
 _MAX_NDIM = 32
 _MAX_HEADER = 4 + 4 * _MAX_NDIM
 _GZIP_MAGIC = b"\x1f\x8b"
-# Compressed bytes read, and inflated bytes asked for, at a time.
+# Compressed bytes read at a time.
 _CHUNK = 1 << 16
+# Inflated bytes asked for at a time: bounds the transient copy beside the output (one 64 KiB
+# chunk of a highly compressed stream can inflate to ~64 MiB).
+_STEP = 1 << 20
 # Deflate's best ratio: a 258-byte match costs at least 2 bits. A header declaring more than
 # this many times the gzip file's size describes data the file cannot hold.
 _DEFLATE_MAX_RATIO = 1032
@@ -118,24 +125,45 @@ class _Gunzip:
         # member glued on shows up in unused_data instead of being silently concatenated.
         self.decoder = zlib.decompressobj(wbits=31)
         self.pending = b""
+        self.exhausted = False
         self.out = bytearray()
+
+    def _inflate(self, limit: int) -> bytes | None:
+        """Up to ``limit`` more inflated bytes; None once the input is spent and yields none."""
+        if not self.pending and not self.exhausted:
+            self.pending = next(self.chunks, b"")
+            self.exhausted = not self.pending
+        try:
+            piece = self.decoder.decompress(self.pending, limit)
+        except zlib.error as exc:
+            reason = _zlib_reason(exc)
+            raise IDXFormatError(f"{self.name}: corrupt gzip data ({reason})") from None
+        self.pending = self.decoder.unconsumed_tail
+        if self.exhausted and not piece:
+            return None  # the input ended inside the member: finish() says so
+        return piece
 
     def fill(self, n: int) -> None:
         """Inflate until ``out`` holds ``n`` bytes (never more) or the member or input ends."""
-        exhausted = False
         while len(self.out) < n and not self.decoder.eof:
-            if not self.pending and not exhausted:
-                self.pending = next(self.chunks, b"")
-                exhausted = not self.pending
-            try:
-                piece = self.decoder.decompress(self.pending, n - len(self.out))
-            except zlib.error as exc:
-                reason = _zlib_reason(exc)
-                raise IDXFormatError(f"{self.name}: corrupt gzip data ({reason})") from None
-            self.pending = self.decoder.unconsumed_tail
-            if exhausted and not piece:
-                return  # the input ended inside the member: finish() says so
+            piece = self._inflate(min(n - len(self.out), _STEP))
+            if piece is None:
+                return
             self.out += piece
+
+    def readinto(self, view: memoryview) -> int:
+        """Move ``out`` into ``view``, then inflate straight into the rest of it until it is
+        full or the member or input ends; return how many bytes ``view`` got."""
+        done = min(len(self.out), len(view))
+        view[:done] = self.out[:done]
+        del self.out[:done]
+        while done < len(view) and not self.decoder.eof:
+            piece = self._inflate(min(len(view) - done, _STEP))
+            if piece is None:
+                break
+            view[done : done + len(piece)] = piece
+            done += len(piece)
+        return done
 
     def take(self, n: int) -> None:
         """``fill(n)``; if the member ends sooner, check that it ended well: a damaged gzip
@@ -312,27 +340,32 @@ def parse_idx(data: bytes, *, name: str = "<bytes>", max_bytes: int = MAX_IDX_BY
     return values.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _read_raw(f: BinaryIO, size: int, name: str, max_bytes: int) -> bytes:
-    """An uncompressed IDX file whose header is checked against its size before the rest is
-    read."""
-    head = f.read(min(size, _MAX_HEADER))
-    shape, dtype, header, expected = _parse_header(head, name, max_bytes)
-    _check_payload(name, shape, dtype, expected, size - header)
+class _Header(NamedTuple):
+    """A checked IDX header, and where its payload comes from."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype  # big-endian, as stored
+    length: int  # of the header, in bytes
+    payload: int  # bytes the header declares
+    gunzip: _Gunzip | None  # the inflater positioned after the header, for a gzip file
+
+
+def _read_header(f: BinaryIO, size: int, name: str, max_bytes: int) -> _Header:
+    """The header of the open file ``f`` of ``size`` bytes, checked, and checked against the
+    file's size; nothing after it is read (or inflated)."""
+    if f.read(2) != _GZIP_MAGIC:
+        f.seek(0)
+        head = f.read(min(size, _MAX_HEADER))
+        shape, dtype, header, expected = _parse_header(head, name, max_bytes)
+        _check_payload(name, shape, dtype, expected, size - header)
+        return _Header(shape, dtype, header, expected, None)
     f.seek(0)
-    data = f.read(header + expected)
-    if len(data) != header + expected or f.read(1):
-        raise IDXFormatError(f"{name}: the file changed size while it was being read")
-    return data
-
-
-def _read_gzip(f: BinaryIO, size: int, name: str, max_bytes: int) -> bytes:
-    """A gzip-compressed IDX file, inflated no further than its header says it holds."""
     gunzip = _Gunzip(iter(partial(f.read, _CHUNK), b""), name)
     try:
         # The 4-byte magic number gives the header's length, which gives the payload's.
         gunzip.take(4)
         gunzip.take(_header_length(gunzip.out, name))
-        _, _, header, expected = _parse_header(gunzip.out, name, max_bytes)
+        shape, dtype, header, expected = _parse_header(gunzip.out, name, max_bytes)
     except IDXFormatError:
         # Damage early in the deflate stream can inflate to a few garbage bytes before zlib
         # notices: name the damage rather than the garbage, if a little more inflating finds it.
@@ -345,22 +378,78 @@ def _read_gzip(f: BinaryIO, size: int, name: str, max_bytes: int) -> bytes:
             f"bytes can hold (deflate compresses at most {_DEFLATE_MAX_RATIO}:1): the file is "
             "truncated or not what it claims; delete it and fetch it again"
         )
-    gunzip.fill(total + _SLACK + 1)
-    if len(gunzip.out) > total + _SLACK:
+    return _Header(shape, dtype, header, expected, gunzip)
+
+
+def _gzip_tail(head: _Header, name: str, inflated: int) -> None:
+    """After ``inflated`` payload bytes of a gzip file: refuse a short payload, a damaged
+    stream, and anything after the payload (inflating at most 64 KiB of it)."""
+    gunzip = head.gunzip
+    assert gunzip is not None
+    if inflated < head.payload:
+        gunzip.finish()  # a damaged gzip file is reported as such, before the short payload
+        _check_payload(name, head.shape, head.dtype, head.payload, inflated)
+    kept = len(gunzip.out)
+    gunzip.fill(kept + _SLACK + 1)
+    trailing = len(gunzip.out) - kept
+    if trailing > _SLACK:
         raise IDXFormatError(
-            f"{name}: decompresses to more than the {total} bytes its IDX header declares; "
-            "refusing it as a possible gzip bomb"
+            f"{name}: decompresses to more than the {head.length + head.payload} bytes its IDX "
+            "header declares; refusing it as a possible gzip bomb"
         )
     gunzip.finish()
+    _check_payload(name, head.shape, head.dtype, head.payload, inflated + trailing)
+
+
+def _read_raw(f: BinaryIO, head: _Header, name: str) -> bytes:
+    """The whole of an uncompressed IDX file whose header was checked against its size."""
+    f.seek(0)
+    total = head.length + head.payload
+    data = f.read(total)
+    if len(data) != total or f.read(1):
+        raise IDXFormatError(f"{name}: the file changed size while it was being read")
+    return data
+
+
+def _read_gzip(head: _Header, name: str) -> bytes:
+    """The whole of a gzip-compressed IDX file, inflated no further than its header says it
+    holds."""
+    gunzip = head.gunzip
+    assert gunzip is not None
+    gunzip.fill(head.length + head.payload)
+    _gzip_tail(head, name, len(gunzip.out) - head.length)
     return bytes(gunzip.out)
+
+
+def _read_payload(f: BinaryIO, head: _Header, name: str) -> np.ndarray:
+    """The payload after ``head``, read or inflated straight into the array returned (no
+    other copy of it is made), in native byte order."""
+    values = np.empty(head.shape, dtype=head.dtype.newbyteorder("="))
+    view = memoryview(values.reshape(-1).view(np.uint8))
+    if head.gunzip is not None:
+        del head.gunzip.out[: head.length]  # the header, inflated to be checked
+        _gzip_tail(head, name, head.gunzip.readinto(view))
+    else:
+        f.seek(head.length)
+        done = 0
+        while done < head.payload:
+            n = f.readinto(view[done:])
+            if not n:
+                break
+            done += n
+        if done != head.payload or f.read(1):
+            raise IDXFormatError(f"{name}: the file changed size while it was being read")
+    if not head.dtype.isnative:
+        values.byteswap(inplace=True)  # the bytes were big-endian; the dtype is native
+    return values
 
 
 def read_idx_bytes(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> bytes:
     """The uncompressed IDX bytes of a file, gzip-compressed or raw (told apart by content).
 
-    This is what :func:`read_idx` parses and what anynet's checksums are computed on. The
-    header is read and checked first; the bytes that follow are read (or inflated) only as far
-    as it declares, plus 64 KiB to report trailing bytes, and never more than ``max_bytes``.
+    This is what anynet's checksums are computed on. The header is read and checked first; the
+    bytes that follow are read (or inflated) only as far as it declares, plus 64 KiB to report
+    trailing bytes, and never more than ``max_bytes``.
 
     Raises
     ------
@@ -374,17 +463,69 @@ def read_idx_bytes(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -
     path = Path(path)
     f, size = _open_regular(path)
     with f:
-        if f.read(2) == _GZIP_MAGIC:
-            f.seek(0)
-            return _read_gzip(f, size, str(path), max_bytes)
-        f.seek(0)
-        return _read_raw(f, size, str(path), max_bytes)
+        head = _read_header(f, size, str(path), max_bytes)
+        if head.gunzip is not None:
+            return _read_gzip(head, str(path))
+        return _read_raw(f, head, str(path))
 
 
-def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+def read_idx_header(
+    path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES
+) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape of an IDX file's data, from its header alone.
+
+    Only the header is read (for a gzip file, inflated): the payload is not. The header gets
+    every check :func:`read_idx` makes of it, including those against the file's size (a raw
+    file must hold exactly the payload it declares; a gzip file must be big enough to inflate
+    to it), so a file refused here is refused by :func:`read_idx` too. A file accepted here can
+    still be refused by :func:`read_idx`, for damage in its payload.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, gzip-compressed or raw (told apart by content). Only a regular file is read.
+    max_bytes : int
+        The largest payload accepted (default 2 GiB).
+
+    Returns
+    -------
+    dtype : numpy.dtype
+        In native byte order: the dtype :func:`read_idx` would return.
+    shape : tuple of int
+        The shape the header declares.
+
+    Raises
+    ------
+    IDXFormatError
+        Not a regular file, or a header that is invalid, over ``max_bytes``, or inconsistent
+        with the file's size.
+    OSError
+        The file cannot be read.
+
+    Examples
+    --------
+    >>> from anynet.datasets import read_idx_header
+    >>> read_idx_header("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    (dtype('uint8'), (10000, 28, 28))
+    """
+    path = Path(path)
+    f, size = _open_regular(path)
+    with f:
+        head = _read_header(f, size, str(path), max_bytes)
+    return head.dtype.newbyteorder("="), head.shape
+
+
+def read_idx(
+    path: str | os.PathLike,
+    *,
+    max_bytes: int = MAX_IDX_BYTES,
+    item_shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """Read an IDX file, gzip-compressed or raw, into a NumPy array.
 
-    Works for any IDX file: Fashion-MNIST, MNIST, EMNIST, KMNIST.
+    Works for any IDX file: Fashion-MNIST, MNIST, EMNIST, KMNIST. The header is read and
+    checked first; the payload is then read (or inflated) straight into the array returned, so
+    peak memory is about that array's size.
 
     Parameters
     ----------
@@ -392,17 +533,22 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
         The file. Gzip is recognised by its magic bytes, not by the ``.gz`` suffix.
     max_bytes : int
         The largest payload accepted (default 2 GiB).
+    item_shape : tuple of int, optional
+        The shape each item must have (the shape after the first dimension: ``(28, 28)`` for
+        Fashion-MNIST images, ``()`` for labels). A file whose items have another shape is
+        refused from its header, before its payload is read.
 
     Returns
     -------
     numpy.ndarray
-        Values in native byte order, with the shape and dtype the header declares.
+        Values in native byte order, with the shape and dtype the header declares; writable.
 
     Raises
     ------
     IDXFormatError
         Anything wrong with the content, or a path that is not a regular file: see
-        :func:`read_idx_bytes`, :func:`decompress_gzip` and :func:`parse_idx`.
+        :func:`read_idx_bytes`, :func:`decompress_gzip` and :func:`parse_idx`; or items of
+        another shape than ``item_shape``.
     OSError
         The file cannot be read.
 
@@ -413,7 +559,20 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
     >>> labels.shape, labels.dtype
     ((10000,), dtype('uint8'))
     """
-    return parse_idx(read_idx_bytes(path, max_bytes=max_bytes), name=str(path), max_bytes=max_bytes)
+    path = Path(path)
+    name = str(path)
+    f, size = _open_regular(path)
+    with f:
+        head = _read_header(f, size, name, max_bytes)
+        if item_shape is not None:
+            wanted = tuple(int(d) for d in item_shape)
+            if head.shape[1:] != wanted:
+                raise IDXFormatError(
+                    f"{name}: its items have shape {head.shape[1:]} (the file's shape is "
+                    f"{head.shape}); expected items of shape {wanted}. Give a file of "
+                    f"{wanted} items."
+                )
+        return _read_payload(f, head, name)
 
 
 def check_idx_pair(
