@@ -372,8 +372,8 @@ ADAM = nn.adam(0.01).init(W)
 
 
 def replace_moment(state, field, value):
-    """``state`` (adam's chain) with its AdamState's ``field`` replaced by ``value``."""
-    return tuple(s._replace(**{field: value}) if hasattr(s, field) else s for s in state)
+    """``state`` (adam's chain) with its states' ``field`` replaced by ``value``."""
+    return tuple(s._replace(**{field: value}) if field in s._fields else s for s in state)
 
 
 @pytest.mark.parametrize(
@@ -393,7 +393,7 @@ def replace_moment(state, field, value):
         ),
         (
             replace_moment(ADAM, "mu", {**ADAM[1].mu, "0.b": np.zeros(1, np.int64)}),
-            r"AdamState.mu\['0.b'\] has dtype int64, not a floating dtype",
+            r"AdamState.mu\['0.b'\] has dtype int64; its parameter's is float32",
         ),
         (
             replace_moment(ADAM, "mu", with_bad_entries(ADAM[1].mu, "0.W", 1)),
@@ -403,8 +403,60 @@ def replace_moment(state, field, value):
             replace_moment(ADAM, "mu", {}),
             r"AdamState.mu holds \[\]",
         ),
+        (
+            replace_moment(ADAM, "mu", {**ADAM[1].mu, "0.W": ADAM[1].mu["0.W"].astype("f2")}),
+            r"AdamState.mu\['0.W'\] has dtype float16; its parameter's is float32",
+        ),
+        (
+            replace_moment(ADAM, "nu", {**ADAM[1].nu, "0.b": ADAM[1].nu["0.b"].astype("f8")}),
+            r"AdamState.nu\['0.b'\] has dtype float64; its parameter's is float32",
+        ),
+        (
+            replace_moment(ADAM, "nu", {**ADAM[1].nu, "0.W": np.full((2, 1), -1, np.float32)}),
+            r"AdamState.nu\['0.W'\] has 2 negative entries; Adam's second moments are never",
+        ),
+        (
+            replace_moment(ADAM, "count", -5),
+            r"AdamState.count is -5; expected an integer from 0 to 2\*\*53",
+        ),
+        (
+            replace_moment(ADAM, "count", 1.5),
+            r"AdamState.count is 1.5; expected an integer",
+        ),
+        (
+            replace_moment(ADAM, "count", "x"),
+            r"AdamState.count is 'x'; expected an integer",
+        ),
+        (
+            replace_moment(ADAM, "count", 10**30),
+            r"AdamState.count is 10{30}; expected an integer from 0 to 2\*\*53",
+        ),
+        (
+            replace_moment(ADAM, "count", True),
+            r"AdamState.count is True; expected an integer",
+        ),
+        (
+            (*ADAM[:2], nn.optim.LearningRateState(count=-1)),
+            r"LearningRateState.count is -1; expected an integer",
+        ),
     ],
-    ids=["wrong shape", "missing key", "extra key", "integer", "non-finite", "empty"],
+    ids=[
+        "wrong shape",
+        "missing key",
+        "extra key",
+        "integer",
+        "non-finite",
+        "empty",
+        "float16",
+        "float64",
+        "negative nu",
+        "negative count",
+        "float count",
+        "string count",
+        "huge count",
+        "bool count",
+        "negative lr count",
+    ],
 )
 def test_optimizer_state_that_does_not_fit_its_parameters(tmp_path, opt_state, match):
     # Refused when saved, and when a crafted file holds it: never broadcast, never a KeyError.

@@ -41,6 +41,10 @@ STATE_CLASSES: dict[str, type] = {
 # or network, far below Python's recursion limit.
 MAX_DEPTH = 64
 
+#: The largest epoch, step or optimizer step count a file may hold: 2**53, a step a nanosecond
+#: for 100 days, and the last integer a float64 holds exactly.
+MAX_COUNT = 2**53
+
 _FLOAT_TAGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -151,13 +155,17 @@ class Decoder:
             values = {f: self.decode(fields[f], to_array, depth + 1) for f in cls._fields}
             for field, value in values.items():
                 # anynet's states hold a step count and dicts of arrays, nothing else.
-                ok = (
-                    (is_int(value) and value >= 0)
-                    if field == "count"
-                    else isinstance(value, dict) and all(map(is_array, value.values()))
-                )
-                if not ok:
-                    raise fail(f"its {cls_name}.{field} is {short_repr(value)}")
+                if field == "count":
+                    if not is_int(value) or not 0 <= value <= MAX_COUNT:
+                        raise fail(
+                            f"its {cls_name}.{field} is {short_repr(value)}; expected an "
+                            "integer from 0 to 2**53"
+                        )
+                elif not isinstance(value, dict) or not all(map(is_array, value.values())):
+                    raise fail(
+                        f"its {cls_name}.{field} is {short_repr(value)}; expected a mapping of "
+                        "parameter names to arrays"
+                    )
             return cls(**values)
         raise fail(f"its metadata holds an unknown value {short_repr(node)}")
 

@@ -142,10 +142,12 @@ def short_repr(value: Any, limit: int = 80) -> str:
 class FileErrors:
     """Makes the ModelFileError for one file: each names the file, the problem and what to do."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, advice: str | None = None):
         self.path = path
+        self.advice = _SAVE_AGAIN if advice is None else advice
 
-    def fail(self, problem: str, advice: str = _SAVE_AGAIN) -> ModelFileError:
+    def fail(self, problem: str, advice: str | None = None) -> ModelFileError:
+        advice = self.advice if advice is None else advice
         return ModelFileError(f"{self.path}: {problem}" + (f"; {advice}" if advice else ""))
 
 
@@ -529,13 +531,18 @@ def _locate_tensors(
     return entries
 
 
-def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_arrays(
+    path: str | os.PathLike, *, advice: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`write_arrays`, verifying everything.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file.
+    advice : str, optional
+        What the error messages tell the user to do; by default, to save the model again or
+        restore the file from a backup.
 
     Returns
     -------
@@ -553,7 +560,7 @@ def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[st
         written by anynet, a newer format version, a digest mismatch (modified or corrupted
         after it was written), or metadata that is not JSON.
     """
-    errors = FileErrors(Path(path))
+    errors = FileErrors(Path(path), advice)
     f, size = _open_regular(errors)
     with f:
         header, meta, start = _read_header(errors, f, size)

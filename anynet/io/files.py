@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from anynet.backends import Backend, get_backend, to_numpy
-from anynet.io.codec import MAX_DEPTH, STATE_CLASSES, Decoder, Encoder, is_array
+from anynet.io.codec import MAX_COUNT, MAX_DEPTH, STATE_CLASSES, Decoder, Encoder, is_array
 from anynet.io.container import (
     FileErrors,
     host_tensor,
@@ -32,7 +32,7 @@ from anynet.io.container import (
     write_arrays,
 )
 from anynet.nn.layers import LAYERS, Layer, layer_from_config
-from anynet.nn.optim import TraceState
+from anynet.nn.optim import AdamState, TraceState
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_network", "save_checkpoint", "save_network"]
 
@@ -91,13 +91,23 @@ def _check_param(errors: FileErrors, name: str, host: np.ndarray) -> None:
         raise errors.fail(why, _EDITED)
 
 
+def _count_problem(what: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a count of epochs or steps, or None."""
+    if not is_int(value) or not 0 <= value <= MAX_COUNT:
+        return f"{what} is {short_repr(value)}; expected an integer from 0 to 2**53"
+    return None
+
+
 def _state_problem(state: Any, params: Mapping[str, np.ndarray], depth: int = 0) -> str | None:
     """Why ``state`` (host arrays) is not an optimizer state for ``params``, or None.
 
     A state is one of :data:`STATE_CLASSES` or a tuple of states (``chain``); each of its
-    dicts holds one array per parameter, of the parameter's shape and a floating dtype, all
-    finite. SGD without momentum keeps an empty trace. Anything else would be broadcast into
-    the parameters' shapes, or fail at the first step with a bare KeyError.
+    dicts holds one array per parameter, of the parameter's shape and dtype, all finite (and
+    Adam's second moments, running means of squares, never negative); each of its other
+    fields is a step count, an integer from 0 to :data:`MAX_COUNT`. SGD without momentum keeps
+    an empty trace. Anything else would be broadcast into the parameters' shapes, promote them
+    to another dtype, take the square root of a negative number, or fail at the first step
+    with a bare TypeError or KeyError.
     """
     cls = type(state)
     if depth > MAX_DEPTH:
@@ -111,9 +121,14 @@ def _state_problem(state: Any, params: Mapping[str, np.ndarray], depth: int = 0)
         )
     for field in cls._fields:
         value = getattr(state, field)
-        if not isinstance(value, dict) or (cls is TraceState and not value):
-            continue
         where = f"its optimizer state's {cls.__name__}.{field}"
+        if not isinstance(value, dict):
+            why = _count_problem(where, value)
+            if why:
+                return why
+            continue
+        if cls is TraceState and not value:
+            continue
         if set(value) != set(params):
             return (
                 f"{where} holds {short_repr(sorted(value), 200)}; its parameters are "
@@ -123,11 +138,16 @@ def _state_problem(state: Any, params: Mapping[str, np.ndarray], depth: int = 0)
             param = params[name]
             if host.shape != param.shape:
                 return f"{where}[{name!r}] has shape {host.shape}; its parameter's is {param.shape}"
-            if host.dtype.kind != "f":
-                return f"{where}[{name!r}] has dtype {host.dtype}, not a floating dtype"
+            if host.dtype != param.dtype:
+                return f"{where}[{name!r}] has dtype {host.dtype}; its parameter's is {param.dtype}"
             why = _non_finite(f"{where}[{name!r}]", host)
             if why:
                 return why
+            if cls is AdamState and field == "nu" and (host < 0).any():
+                return (
+                    f"{where}[{name!r}] has {int(np.count_nonzero(host < 0))} negative entries; "
+                    "Adam's second moments are never negative"
+                )
     return None
 
 
@@ -349,6 +369,12 @@ def load_network(
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 
+#: What to do about a checkpoint that cannot be resumed: anynet never writes one.
+RESUME_ADVICE = (
+    "the checkpoint was damaged or edited: start afresh without resuming, or resume from "
+    "another checkpoint folder"
+)
+
 
 class Checkpoint(NamedTuple):
     """What :func:`load_checkpoint` returns: everything a killed run needs to continue."""
@@ -417,8 +443,8 @@ def save_checkpoint(
         set of names, another shape, not floating, not finite).
     """
     for name, value in (("epoch", epoch), ("step", step)):
-        if not (is_int(value) or isinstance(value, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        if not (is_int(value) or isinstance(value, np.integer)) or not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{name} must be an integer from 0 to 2**53; got {value!r}")
     history = {k: [float(v) for v in vs] for k, vs in (history or {}).items()}
     # On the host, to be checked as load_checkpoint will check them (below).
     params = {name: host_tensor(name, x) for name, x in params.items()}
@@ -467,13 +493,14 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
         finite, or an optimizer state that does not fit them (other names, shapes or dtypes).
     """
     be = get_backend(backend)
-    errors = FileErrors(Path(path))
-    arrays, meta = read_arrays(path)
+    errors = FileErrors(Path(path), RESUME_ADVICE)
+    arrays, meta = read_arrays(path, advice=RESUME_ADVICE)
     keys = ("epoch", "step", "params", "opt_state", "rng_state", "history", "extra")
     _require(errors, meta, "checkpoint", keys)
     for key in ("epoch", "step"):
-        if not is_int(meta[key]) or meta[key] < 0:
-            raise errors.fail(f"its {key} {short_repr(meta[key])} is not an integer >= 0")
+        why = _count_problem(f"its {key}", meta[key])
+        if why:
+            raise errors.fail(why)
     dec = Decoder(errors, arrays)
     # Decoded on the host, checked there, and only then moved to the device.
     params = dec.decode(meta["params"], lambda host: host)
@@ -490,6 +517,10 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
     history = dec.decode(meta["history"], lambda host: host)
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise errors.fail("its history is not a mapping of names to lists")
+    for name, values in history.items():
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise errors.fail(f"its history {name!r} holds {short_repr(value)}, not a number")
     extra = dec.decode(meta["extra"], lambda host: host)
     dec.check_all_claimed()
     params = _tree_map(be.asarray, params)
