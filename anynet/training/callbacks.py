@@ -20,7 +20,7 @@ from array_api_compat import array_namespace
 from anynet.backends import to_numpy
 from anynet.errors import ModelFileError
 
-__all__ = ["Callback", "EarlyStopping", "ProgressBar"]
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "saved_state_problem"]
 
 Array = Any
 
@@ -122,24 +122,33 @@ class EarlyStopping(Callback):
         }
 
     def load_state_dict(self, saved: dict[str, Any] | None, state: Any) -> None:
+        """Continue from a checkpoint's state, checked first (see :func:`saved_state_problem`):
+        it must be of this rule's monitor, and hold best parameters exactly when this rule
+        keeps them (``restore_best``).
+
+        Raises
+        ------
+        ModelFileError
+            The state is malformed, out of range, or of another rule.
+        """
         if saved is None:  # an older checkpoint: the counters follow from the history
             self.replay(state.history)
             return
-        best, params = saved.get("best_params"), state.params
-        ok = (
-            saved.get("monitor") == self.monitor
-            and isinstance(saved.get("best"), float)
-            and isinstance(saved.get("no_improvement"), int)
-            and (best is None or _fits(best, params))
-        )
-        if not ok:
+        host = {k: to_numpy(v) for k, v in state.params.items()}
+        why = saved_state_problem(saved, host, state.history)
+        if why is None and saved["monitor"] != self.monitor:
+            mine = self.monitor
+            why = f"monitors {saved['monitor']!r}; this run's early stopping monitors {mine!r}"
+        if why is None and saved["best_params"] is not None and not self.restore_best:
+            why = "holds best parameters, which this run's early stopping does not keep"
+        if why is not None:
             raise ModelFileError(
-                "the checkpoint's early-stopping state does not fit this run (another monitor, "
-                "or best parameters of other names or shapes); start afresh without resuming"
+                f"the checkpoint's early-stopping state {why}; start afresh without resuming, "
+                "or resume from another checkpoint folder"
             )
-        self.best = saved["best"]
+        self.best = float(saved["best"])
         self.no_improvement = saved["no_improvement"]
-        self.best_params = best
+        self.best_params = saved["best_params"]
 
     def replay(self, history: Mapping[str, list[float]]) -> bool:
         """Run the rule over the epochs of a resumed run's ``history``; whether it would have
@@ -151,16 +160,72 @@ class EarlyStopping(Callback):
         return stop
 
 
-def _fits(arrays: Any, params: Mapping[str, Array]) -> bool:
-    """``arrays`` has exactly the parameters' names and shapes, and only finite values."""
+_STATE_KEYS = {"monitor", "best", "no_improvement", "best_params"}
+
+
+def saved_state_problem(
+    saved: Any, params: Mapping[str, np.ndarray], history: Mapping[str, Any]
+) -> str | None:
+    """Why ``saved`` cannot be an :class:`EarlyStopping` state of a run with these host
+    ``params`` and this ``history`` (a checkpoint's), or None.
+
+    It must be ``{'monitor', 'best', 'no_improvement', 'best_params'}``: a metric name; the best
+    value of that metric in the history (or in all but its last epoch: a checkpointer called
+    before the rule), or the rule's starting infinity before any epoch; a count of epochs
+    without improvement no larger than the epochs in the history; and None or exactly the
+    parameters' names, shapes and dtypes, all finite.
+    """
+    if not isinstance(saved, dict) or set(saved) != _STATE_KEYS:
+        keys = sorted(saved) if isinstance(saved, dict) else saved
+        return f"holds {_short(keys)}; expected the entries {sorted(_STATE_KEYS)}"
+    monitor, best, count = saved["monitor"], saved["best"], saved["no_improvement"]
+    if not isinstance(monitor, str) or not isinstance(history.get(monitor, []), list):
+        return f"monitors {_short(monitor)}, which is not a metric of the checkpoint's history"
+    values = history.get(monitor, [])
+    if not values and any(history.values()):
+        return f"monitors {monitor!r}, a metric the checkpoint's history does not hold"
+    higher = monitor != "loss" and not monitor.endswith("loss")
+    pick = max if higher else min
+    start = -math.inf if higher else math.inf
+    allowed = {pick(values, default=start), pick(values[:-1], default=start)}
+    if not isinstance(best, float) or best not in allowed:
+        return (
+            f"has the best {monitor} {_short(best)}; the checkpoint's history makes it "
+            f"{' or '.join(map(repr, sorted(allowed)))}"
+        )
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= len(values):
+        return (
+            f"counts {_short(count)} epochs without improvement; expected an integer from 0 to "
+            f"{len(values)}, the epochs in its history"
+        )
+    if saved["best_params"] is not None:
+        return _params_problem(saved["best_params"], params)
+    return None
+
+
+def _params_problem(arrays: Any, params: Mapping[str, np.ndarray]) -> str | None:
+    """Why ``arrays`` are not parameters of these names, shapes and dtypes, all finite."""
     if not isinstance(arrays, dict) or set(arrays) != set(params):
-        return False
-    for name, a in arrays.items():
-        if tuple(getattr(a, "shape", ())) != tuple(params[name].shape):
-            return False
-        if not np.isfinite(to_numpy(a)).all():
-            return False
-    return True
+        names = sorted(arrays) if isinstance(arrays, dict) else arrays
+        return f"holds best parameters {_short(names)}; this network's are {sorted(params)}"
+    for name, a in sorted(arrays.items()):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            return f"holds {_short(a)} as the best parameter {name!r}; expected an array"
+        host, want = to_numpy(a), params[name]
+        if host.shape != want.shape or host.dtype != want.dtype:
+            return (
+                f"holds the best parameter {name!r} of shape {host.shape} and dtype "
+                f"{host.dtype}; this network's is {want.shape} of {want.dtype}"
+            )
+        if not np.isfinite(host).all():
+            return f"holds the best parameter {name!r} with NaN or infinite entries"
+    return None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a crafted file must not flood a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ProgressBar(Callback):

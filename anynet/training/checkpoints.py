@@ -17,7 +17,9 @@ listing each difference. One run writes to a folder at a time: the
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from anynet.errors import (
     ModelFileError,
     NonFiniteLossError,
 )
-from anynet.training.callbacks import Callback
+from anynet.training.callbacks import Callback, EarlyStopping, saved_state_problem
 from anynet.training.loop import TrainState
 
 __all__ = ["CHECKPOINT_NAME", "LOCK_NAME", "Checkpointer", "read_checkpoint"]
@@ -144,10 +146,20 @@ def read_checkpoint(
     backend: Backend,
     param_shapes: Mapping[str, tuple[int, ...]],
     run: Mapping[str, Any] | None = None,
+    dtype: Any = None,
 ) -> tuple[TrainState, Any]:
     """The :class:`TrainState` a checkpoint continues from, and the
     :class:`~anynet.io.Checkpoint` itself (its ``params`` and ``opt_state`` on ``backend``,
     to build the training step from).
+
+    Every value the loop will use is checked first (a digest proves a file intact, not who
+    wrote it): the epoch, step and batch counters agree (each epoch took a step at least, the
+    batch in progress is one of the steps), the history holds one finite value per completed
+    epoch for each metric (a ``'loss'`` among them), the interrupted epoch's loss so far and
+    samples seen fit its batch count, the first loss (the divergence baseline) is a finite
+    number >= 0 or null, ``stop`` is a boolean, the callbacks' states are mappings (early
+    stopping's checked as :meth:`~anynet.training.EarlyStopping.load_state_dict` will check
+    it), and every array has the run's dtype.
 
     Parameters
     ----------
@@ -160,17 +172,25 @@ def read_checkpoint(
     run : mapping, optional
         What defines the run being resumed, as given to the :class:`Checkpointer`: the
         checkpoint's must be the same.
+    dtype : str or dtype, optional
+        The floating dtype the resumed run computes in: the parameters' and every optimizer
+        state array's. By default ``run['dtype']``, if ``run`` has one; without either, the
+        parameters must share one dtype.
 
     Raises
     ------
     ModelFileError
-        The file is not a checkpoint anynet can read, or its parameters do not fit
-        ``param_shapes``.
+        The file is not a checkpoint anynet can read, its parameters do not fit
+        ``param_shapes`` or ``dtype``, or a value in it is of the wrong type or out of range:
+        the message names the file, the entry, what was expected and what it holds.
     CheckpointMismatchError
         The checkpoint records another run than ``run``: the message lists every difference.
     """
     from anynet.io import load_checkpoint
+    from anynet.io.container import FileErrors
+    from anynet.io.files import RESUME_ADVICE
 
+    fail = FileErrors(Path(path), RESUME_ADVICE).fail
     ckpt = load_checkpoint(path, backend=backend)
     expected = {k: tuple(v) for k, v in param_shapes.items()}
     got = {k: tuple(v.shape) for k, v in ckpt.params.items()}
@@ -179,22 +199,115 @@ def read_checkpoint(
             f"{path}: the checkpoint's parameters {got} do not fit this network {expected}; "
             "use another checkpoint folder, or start afresh without resuming"
         )
-    extra = ckpt.extra if isinstance(ckpt.extra, dict) else {}
+    extra = ckpt.extra
+    if not isinstance(extra, dict):
+        raise fail(f"its extra state is {_short(extra)}; expected a mapping of {_EXTRA_KEYS}")
     if run is not None:
         _compare_runs(path, extra.get("run"), _json(dict(run)))
-    callbacks = extra.get("callbacks", {})
+    missing = [key for key in _EXTRA_KEYS if key not in extra]
+    if missing:
+        raise fail(f"its extra state lacks {missing} (another version of anynet wrote it?)")
+    if dtype is None and run is not None and isinstance(run.get("dtype"), str):
+        dtype = run["dtype"]
+    kind = _check_dtype(fail, ckpt.params, dtype)
+    largest = float(np.finfo(kind).max)
+    epoch, step = ckpt.epoch, ckpt.step
+    if epoch > step:
+        raise fail(
+            f"its epoch {epoch} is more than its step {step}; every epoch takes one step at least"
+        )
+    batch, seen, loss_sum = extra["batch"], extra["seen"], extra["loss_sum"]
+    if not is_int(batch) or not 0 <= batch <= step - epoch:
+        raise fail(
+            f"its batch is {_short(batch)}; expected an integer from 0 to {step - epoch} (its "
+            f"step {step} less one step for each of its {epoch} epochs)"
+        )
+    if not is_int(seen) or not (seen == 0 if batch == 0 else seen >= batch):
+        wanted = "0, between epochs" if batch == 0 else f"an integer >= {batch}, its batch count"
+        raise fail(
+            f"its seen (samples of the epoch in progress) is {_short(seen)}; expected {wanted}"
+        )
+    if not _is_number(loss_sum) or not 0 <= loss_sum <= seen * largest:
+        raise fail(
+            f"its loss_sum (of the epoch in progress) is {_short(loss_sum)}; expected a finite "
+            f"number from 0 to {seen} samples times the largest {kind} ({largest:.3g})"
+        )
+    first_loss = extra["first_loss"]
+    if first_loss is not None and (not _is_number(first_loss) or not 0 <= first_loss <= largest):
+        raise fail(
+            f"its first_loss (the divergence baseline) is {_short(first_loss)}; expected null or "
+            f"a finite number from 0 to the largest {kind} ({largest:.3g})"
+        )
+    if not isinstance(extra["stop"], bool):
+        raise fail(f"its stop is {_short(extra['stop'])}; expected true or false")
+    history = _check_history(fail, ckpt.history, epoch)
+    callbacks = extra["callbacks"]
+    if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):
+        raise fail(
+            f"its callbacks' states are {_short(callbacks)}; expected a mapping of callback "
+            "names to mappings"
+        )
+    if EarlyStopping.name in callbacks:
+        host = {k: to_numpy(v) for k, v in ckpt.params.items()}
+        why = saved_state_problem(callbacks[EarlyStopping.name], host, history)
+        if why:
+            raise fail(f"its early-stopping state {why}")
     state = TrainState(
-        epoch=ckpt.epoch,
-        step=ckpt.step,
-        batch=int(extra.get("batch", 0)),
-        history={k: list(v) for k, v in (ckpt.history or {}).items()},
-        stop=bool(extra.get("stop", False)),
-        carried_loss=float(extra.get("loss_sum", 0.0)),
-        carried_seen=int(extra.get("seen", 0)),
-        first_loss=extra.get("first_loss"),
-        callback_states=callbacks if isinstance(callbacks, dict) else {},
+        epoch=epoch,
+        step=step,
+        batch=batch,
+        history=history,
+        stop=extra["stop"],
+        carried_loss=float(loss_sum),
+        carried_seen=seen,
+        first_loss=None if first_loss is None else float(first_loss),
+        callback_states=callbacks,
     )
     return state, ckpt
+
+
+# What the Checkpointer keeps in a checkpoint's ``extra``, besides the caller's ``meta``.
+_EXTRA_KEYS = ("run", "batch", "loss_sum", "seen", "first_loss", "stop", "callbacks")
+
+
+def is_int(value: Any) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_dtype(fail: Any, params: Mapping[str, Any], dtype: Any) -> np.dtype:
+    """The parameters' one floating dtype, which must be ``dtype`` if given."""
+    kinds = {name: to_numpy(value).dtype for name, value in params.items()}
+    wanted = {np.dtype(dtype)} if dtype is not None else set(kinds.values())
+    if len(wanted) > 1 or any(kind not in wanted for kind in kinds.values()):
+        found = ", ".join(f"{name!r} {kind}" for name, kind in sorted(kinds.items()))
+        expect = f"all {np.dtype(dtype)}, the run's dtype" if dtype is not None else "one dtype"
+        raise fail(f"its parameters have dtypes {found}; expected {expect}")
+    return next(iter(wanted)) if wanted else np.dtype("float32")
+
+
+def _check_history(fail: Any, history: Any, epoch: int) -> dict[str, list[float]]:
+    """The history, checked: one finite number per completed epoch for each metric."""
+    if not isinstance(history, dict) or (epoch > 0 and "loss" not in history):
+        raise fail(
+            f"its history holds {_short(sorted(history) if isinstance(history, dict) else history)}"
+            f"; expected one value per epoch for each metric, 'loss' among them"
+        )
+    for name, values in history.items():
+        if not isinstance(values, list) or len(values) != epoch:
+            count = len(values) if isinstance(values, list) else _short(values)
+            raise fail(
+                f"its history {name!r} holds {count} values; expected {epoch}, one per epoch"
+            )
+        bad = next((v for v in values if not _is_number(v)), None)
+        if bad is not None or any(isinstance(v, bool) for v in values):
+            raise fail(f"its history {name!r} holds {_short(bad)}; expected finite numbers")
+    return {name: [float(v) for v in values] for name, values in history.items()}
 
 
 def _check_finite_params(state: TrainState) -> None:
@@ -224,12 +337,7 @@ def _compare_runs(path: Any, saved: Any, wanted: dict[str, Any]) -> None:
             "resuming it cannot be checked to continue the same run; start afresh without "
             "resuming, or use another checkpoint folder"
         )
-    differences = [
-        f"{key}: the checkpoint's run has {_short(saved.get(key, '(none)'))}, this one "
-        f"{_short(wanted.get(key, '(none)'))}"
-        for key in sorted(set(saved) | set(wanted))
-        if saved.get(key) != wanted.get(key)
-    ]
+    differences = _differences(saved, wanted, "")
     if differences:
         raise CheckpointMismatchError(
             f"{path}: the checkpoint is of another run, so resuming would not continue it:\n  "
@@ -239,34 +347,131 @@ def _compare_runs(path: Any, saved: Any, wanted: dict[str, Any]) -> None:
         )
 
 
-def _short(value: Any, limit: int = 70) -> str:
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_MISSING = object()
+
+
+def _differences(saved: Any, wanted: Any, where: str) -> list[str]:
+    """One line per difference between two JSON values, named by its path in them
+    (``network.layers[1][0]``): within nested mappings, and lists of one length, only the
+    entries that differ."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        lines = []
+        for key in sorted(set(saved) | set(wanted)):
+            inner = f"{where}.{key}" if where else key
+            lines += _differences(saved.get(key, _MISSING), wanted.get(key, _MISSING), inner)
+        return lines
+    if isinstance(saved, list) and isinstance(wanted, list) and len(saved) == len(wanted):
+        return [
+            line
+            for i, (a, b) in enumerate(zip(saved, wanted, strict=True))
+            for line in _differences(a, b, f"{where}[{i}]")
+        ]
+    if saved is not _MISSING and wanted is not _MISSING and saved == wanted:
+        return []
+    return [f"{where}: the checkpoint's run has {_short(saved)}, this one {_short(wanted)}"]
+
+
+def _short(value: Any, limit: int = 2000) -> str:
+    """``value`` as JSON, in full unless it is very long (then cut, saying how long)."""
+    if value is _MISSING:
+        return "(none)"
+    try:
+        text = json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}... ({len(text)} characters in all)"
+
+
+# What a lock path is, when it is not a regular file: anynet refuses to use it.
+_NOT_A_LOCK = (
+    (stat.S_ISLNK, "a symbolic link (anynet does not follow it: truncating the lock would empty "
+     "its target)"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)  # fmt: skip
+
+
+def _not_a_lock(path: Path, mode: int, links: int) -> ModelFileError | None:
+    """The error for a lock path of this mode and link count, or None for a plain file."""
+    if stat.S_ISREG(mode) and links == 1:
+        return None
+    kind = next((what for test, what in _NOT_A_LOCK if test(mode)), None)
+    if kind is None:
+        kind = (
+            f"a file with {links} hard links (truncating the lock would empty the others)"
+            if stat.S_ISREG(mode)
+            else "not a regular file"
+        )
+    return ModelFileError(
+        f"{path}: the checkpoint folder's lock file is {kind}; anynet keeps a plain file there. "
+        "Remove it, or give this run another checkpoint folder."
+    )
 
 
 def _lock(path: Path) -> Any:
     """An open file holding an exclusive lock on ``path``, or CheckpointLockedError.
 
     ``flock`` is released by the system when its holder dies, so a killed run leaves no stale
-    lock behind. Platforms without it (Windows) train unlocked."""
+    lock behind. Platforms without it (Windows) train unlocked. The lock file is created if
+    missing and must be a plain file: a symbolic link is never followed (O_NOFOLLOW), a FIFO
+    never blocks the open (O_NONBLOCK), and nothing is truncated before the lock is held and
+    the open file is known to be a regular file with no other name.
+
+    Raises
+    ------
+    CheckpointLockedError
+        Another process holds the lock.
+    ModelFileError
+        ``path`` is a symbolic link, a folder, a FIFO, a device, a socket, or a file with
+        other hard links.
+    """
     try:
         import fcntl
     except ImportError:
         return None
-    handle = open(path, "a+")  # held open for the run: it is the lock
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        refusal = _not_a_lock(path, info.st_mode, info.st_nlink)
+        if refusal is not None:
+            raise refusal
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    # The lstat above and the open are two steps: what is swapped in between is refused too.
+    flags |= (
+        getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    )
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            raise exc from None
+        raise _not_a_lock(path, info.st_mode, info.st_nlink) or exc from None
+    info = os.fstat(fd)
+    refusal = _not_a_lock(path, info.st_mode, info.st_nlink)
+    if refusal is not None:
+        os.close(fd)
+        raise refusal
+    handle = os.fdopen(fd, "r+")  # held open for the run: it is the lock
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+        holder = handle.read(200).strip() or "another process"
         handle.close()
         raise CheckpointLockedError(
             f"{path.parent}: another run ({holder}) is writing checkpoints to this folder; two "
             "runs would overwrite each other's. Wait for it to end, or give this run another "
             "checkpoint folder."
         ) from None
-    handle.seek(0)
-    handle.truncate()
+    handle.truncate(0)
     handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
     handle.flush()
     return handle
