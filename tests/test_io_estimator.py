@@ -216,15 +216,56 @@ def test_invalid_standardizers_are_refused(saved):
     cases = {
         "wrong shape": (np.zeros(3), std, r"shape \(3,\)"),
         "2-D": (mean.reshape(2, 2), std, r"shape \(2, 2\)"),
-        "not finite": (np.full(4, np.nan), std, "not finite"),
-        "negative std": (mean, -std, "negative"),
+        "not finite": (np.full(4, np.nan), std, "mean has 4 NaN or infinite entries"),
+        "infinite std": (mean, np.full(4, np.inf), "std has 4 NaN or infinite entries"),
+        "negative std": (mean, -std, r"std for feature \d is -\d.* never negative"),
         "integers": (mean.astype(np.int64), std, "dtype int64"),
+        "huge mean": (
+            np.array([0, 0, 1e300, 0]),
+            std,
+            r"mean for feature 2 is 1e\+300, beyond the largest float32",
+        ),
+        "huge std": (mean, np.array([1, 1, 1, 1e39]), r"std for feature 3 is 1e\+39, beyond"),
     }
     for name, (m, s, match) in cases.items():
         arrays, meta = io.read_arrays(saved)
         arrays["metadata/standardizer/mean"], arrays["metadata/standardizer/std"] = m, s
         path = io.write_arrays(saved.parent / f"{name}.safetensors", arrays, meta)
         refused(path, match)
+
+
+def test_constant_features_load_as_anynet_wrote_them(tmp_path):
+    # A feature constant on the training set (a border pixel) has std 0, or rounding noise
+    # near 0: fit writes it, load takes it, and the scaling multiplies it by 0.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    X[:, 1], X[:, 3] = 0.0, 0.1  # 0.1 sums with rounding: a std of noise, not exactly 0
+    y = rng.integers(0, 2, size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = anynet.NNClassifier((3,), max_iter=1, standardize=True, random_state=0).fit(X, y)
+    std = clf._standardizer.std
+    assert std[1] == 0.0 and 0 <= std[3] < 1e-15
+    again = anynet.load(anynet.save(clf, tmp_path / "m.safetensors"))
+    np.testing.assert_array_equal(again._standardizer.std, std)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("scaling", [False, "unit"])
+def test_a_standardizer_must_go_with_standardize_true(saved, scaling):
+    refused(
+        tamper_params(saved, standardize=scaling),
+        f"its standardize hyper-parameter is {scaling!r}, but it holds the standardizer",
+    )
+
+
+def test_standardize_true_without_a_standardizer_is_refused(saved):
+    arrays, meta = io.read_arrays(saved)
+    del meta["metadata"]["$dict"]["standardizer"]
+    for name in ("metadata/standardizer/mean", "metadata/standardizer/std"):
+        del arrays[name]
+    path = io.write_arrays(saved, arrays, meta)
+    refused(path, "its standardize hyper-parameter is True, but it lacks the standardizer")
 
 
 @pytest.mark.parametrize(

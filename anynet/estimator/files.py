@@ -24,6 +24,7 @@ import numpy as np
 from anynet.backends import Backend
 from anynet.data import Standardizer
 from anynet.estimator.classifier import NNClassifier
+from anynet.estimator.network import SCALINGS
 
 __all__ = ["MAX_LABEL_CHARS", "MODEL_PARAMS", "RUN_SETTINGS", "load", "save"]
 
@@ -245,10 +246,18 @@ def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
     return kept
 
 
-def _standardizer(fail: Any, value: Any, n_features: int) -> Standardizer:
-    """The input scaling of a file: per-feature float arrays of the model's input, finite."""
+def _standardizer(fail: Any, value: Any, n_features: int, dtype: str) -> Standardizer:
+    """The input scaling of a file: per-feature float arrays of the model's input, finite, and
+    what :meth:`Standardizer.fit` can make of data the model takes.
+
+    The model refuses inputs beyond its dtype's largest value (``as_compute_dtype``), so no
+    feature's mean or standard deviation can exceed it; a standard deviation is never
+    negative. It can be 0, or rounding noise near 0: a feature constant on the training set,
+    which the scaling then multiplies by 0.
+    """
     if not isinstance(value, dict) or set(value) != {"mean", "std"}:
         raise fail("its standardizer is not {'mean': array, 'std': array}")
+    largest = float(np.finfo(dtype).max)
     for key in ("mean", "std"):
         array = value[key]
         if not isinstance(array, np.ndarray) or array.dtype.kind != "f":
@@ -260,9 +269,22 @@ def _standardizer(fail: Any, value: Any, n_features: int) -> Standardizer:
                 f"{n_features} features"
             )
         if not np.all(np.isfinite(array)):
-            raise fail(f"its standardizer's {key} is not finite")
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            raise fail(f"its standardizer's {key} has {bad} NaN or infinite entries", _EDITED)
+        if np.any(np.abs(array) > largest):
+            worst = int(np.argmax(np.abs(array)))
+            raise fail(
+                f"its standardizer's {key} for feature {worst} is {array[worst]:.3g}, beyond "
+                f"the largest {dtype} ({largest:.3g}) that a feature of this model can hold",
+                _EDITED,
+            )
     if np.any(value["std"] < 0):
-        raise fail("its standardizer's std is negative")
+        worst = int(np.argmin(value["std"]))
+        raise fail(
+            f"its standardizer's std for feature {worst} is {value['std'][worst]:.3g}; a "
+            "standard deviation is never negative",
+            _EDITED,
+        )
     return Standardizer(value["mean"], value["std"])
 
 
@@ -325,8 +347,18 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
     expected, _, _ = clf._network()
     if expected != network:
         raise fail("the stored network does not match its hyper-parameters", _EDITED)
+    # Input scaling by statistics exactly when the hyper-parameter asks for it: a file with one
+    # and not the other would predict from inputs scaled otherwise than in training.
+    scaling = SCALINGS[clf.standardize]
+    if (scaling == "standardize") != ("standardizer" in meta):
+        held = "holds" if "standardizer" in meta else "lacks"
+        raise fail(
+            f"its standardize hyper-parameter is {clf.standardize!r}, but it {held} the "
+            "standardizer (per-feature mean and std) that goes with standardize=True",
+            _EDITED,
+        )
     clf._standardizer = (
-        _standardizer(fail, meta["standardizer"], clf.n_features_in_)
+        _standardizer(fail, meta["standardizer"], clf.n_features_in_, clf.dtype)
         if "standardizer" in meta
         else None
     )
