@@ -7,11 +7,13 @@ import fnmatch
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -533,6 +535,62 @@ def test_temporary_files_match_the_documented_pattern(tmp_path, monkeypatch):
     (tmp,) = seen
     assert tmp.parent == tmp_path and fnmatch.fnmatchcase(tmp.name, io.TEMPORARY_FILES)
     assert len(tmp.name) <= 40
+    # The writer's process id is in the name: what tells an orphan from a live write.
+    assert container._writer_pid(tmp.name) == os.getpid()
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.skipif(os.name == "nt", reason="os.kill cannot probe a process on Windows")
+def test_remove_orphans_removes_only_the_files_of_writers_that_are_gone(tmp_path):
+    name = container._temporary_name
+    orphan = tmp_path / name(dead_pid(), "0badc0de")
+    live_child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / name(live_child.pid, "00000001")
+        mine = tmp_path / name(os.getpid(), "00000002")
+        other_host = tmp_path / f".anynet-zzzzzzzz-{dead_pid()}-00000003.tmp"
+        older = tmp_path / ".anynet-0123456789abcdef.tmp"  # an older anynet's: no pid
+        not_ours = tmp_path / "model.safetensors"
+        for path in (orphan, live, mine, other_host, older, not_ours):
+            path.write_bytes(b"partial")
+        folder = tmp_path / name(dead_pid(), "00000004")
+        folder.mkdir()  # matches the pattern, but is no file of a write
+        assert io.remove_orphans(tmp_path) == [orphan]
+        assert not orphan.exists()
+        assert all(p.exists() for p in (live, mine, other_host, older, not_ours, folder))
+    finally:
+        live_child.kill()
+        live_child.wait()
+    assert io.remove_orphans(tmp_path / "missing") == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="no SIGKILL on Windows")
+def test_a_write_killed_mid_way_is_cleaned_by_the_next_save(tmp_path):
+    # A writer killed with SIGKILL while its temporary file exists: what anynet.save left.
+    code = (
+        "import os, signal, sys\n"
+        "from anynet.io import container\n"
+        "path = os.path.join(sys.argv[1], container._temporary_name(os.getpid(), 'deadbeef'))\n"
+        "open(path, 'wb').write(b'half a model')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=120)
+    assert run.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(io.TEMPORARY_FILES)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 2, size=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = anynet.NNClassifier((2,), max_iter=1, random_state=0).fit(X, y)
+    anynet.save(clf, tmp_path / "model.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    assert not left.exists()
 
 
 def test_saving_to_a_directory_or_a_missing_directory(tmp_path):

@@ -193,8 +193,9 @@ def save(model: NNClassifier, path: str | os.PathLike) -> Path:
 
     The weights are tensors; the architecture, hyper-parameters (:data:`MODEL_PARAMS`),
     classes and input scaling are JSON metadata with an integrity digest. The write is atomic:
-    a crash leaves the previous file, never half of a new one. Load it with :func:`load` on any
-    backend.
+    a crash leaves the previous file, never half of a new one. The temporary files of earlier
+    writes that were killed in that folder are removed first
+    (:func:`anynet.io.remove_orphans`). Load it with :func:`load` on any backend.
 
     Raises
     ------
@@ -205,13 +206,16 @@ def save(model: NNClassifier, path: str | os.PathLike) -> Path:
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from anynet.io import save_network
+    from anynet.io import remove_orphans, save_network
 
     if not isinstance(model, NNClassifier):
         raise TypeError(f"anynet.save takes a fitted NNClassifier; got {type(model).__name__}")
     check_is_fitted(model, "params_")
     model._check_params()
     network, _, _ = model._network()
+    # A write killed earlier (SIGKILL, a power cut) left its temporary file here; a live
+    # write's is kept.
+    remove_orphans(Path(path).parent)
     return save_network(path, network, model.params_, metadata=_metadata(model, path))
 
 

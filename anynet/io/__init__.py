@@ -4,8 +4,9 @@ Three modules, one concern each:
 
 :mod:`anynet.io.container`
     The file itself: :func:`write_arrays` and :func:`read_arrays`, the digest, the atomic
-    write (its temporary files match :data:`TEMPORARY_FILES`), and the refusal of every
-    malformed file. Its docstring describes the format.
+    write (its temporary files match :data:`TEMPORARY_FILES`; :func:`remove_orphans` deletes
+    those a killed write left), and the refusal of every malformed file. Its docstring
+    describes the format.
 :mod:`anynet.io.codec`
     Nested values (optimizer state, RNG state, history, user metadata) as JSON plus named
     tensors, and :data:`STATE_CLASSES`, the optimizer states a file may name.
@@ -19,7 +20,13 @@ Everything public is importable from here. The modules' other unprefixed names (
 """
 
 from anynet.io.codec import STATE_CLASSES
-from anynet.io.container import FORMAT_VERSION, TEMPORARY_FILES, read_arrays, write_arrays
+from anynet.io.container import (
+    FORMAT_VERSION,
+    TEMPORARY_FILES,
+    read_arrays,
+    remove_orphans,
+    write_arrays,
+)
 from anynet.io.files import (
     Checkpoint,
     load_checkpoint,
@@ -36,6 +43,7 @@ __all__ = [
     "load_checkpoint",
     "load_network",
     "read_arrays",
+    "remove_orphans",
     "save_checkpoint",
     "save_network",
     "write_arrays",

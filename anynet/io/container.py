@@ -42,6 +42,8 @@ only then renamed over the destination (an atomic ``os.replace``); the directory
 after. A crash at any point leaves the previous file intact. The temporary file's name is short
 and fixed in length whatever the destination's (a 255-byte name is legal, and a name grown from
 it would not be), and matches :data:`TEMPORARY_FILES`: what a kill during a write leaves behind.
+It carries the writer's process id, so :func:`remove_orphans` can tell a killed write's file
+from a live one.
 """
 
 from __future__ import annotations
@@ -62,15 +64,17 @@ import safetensors.numpy
 from anynet.backends import to_numpy
 from anynet.errors import ModelFileError
 
-__all__ = ["FORMAT_VERSION", "TEMPORARY_FILES", "read_arrays", "write_arrays"]
+__all__ = ["FORMAT_VERSION", "TEMPORARY_FILES", "read_arrays", "remove_orphans", "write_arrays"]
 
 #: The file-format version this anynet writes, and the newest it reads.
 FORMAT_VERSION = 1
 
 #: The glob pattern of the temporary files :func:`write_arrays` writes next to a destination
-#: before renaming one into place: ``.anynet-`` then 16 hexadecimal digits then ``.tmp``. One
-#: found where no write is in flight is an orphan of a killed write, safe to delete:
-#: ``for p in Path(folder).glob(TEMPORARY_FILES): p.unlink()``.
+#: before renaming one into place: ``.anynet-``, 8 hexadecimal digits naming the host, the
+#: writer's process id, 8 random hexadecimal digits, then ``.tmp``, joined by ``-``
+#: (``.anynet-1f2e3d4c-4242-9a8b7c6d.tmp``; at most 40 bytes, whatever the destination's name).
+#: One found where no write is in flight is an orphan of a killed write, safe to delete;
+#: :func:`remove_orphans` deletes those whose writer is gone, leaving live writes alone.
 TEMPORARY_FILES = ".anynet-*.tmp"
 _TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = TEMPORARY_FILES.split("*")
 
@@ -255,7 +259,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     # O_EXCL on a random name: never clobber anything; mode 0o666 lets the umask decide
     # permissions as for any new file (mkstemp would force 0o600).
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tmp = directory / f"{_TEMPORARY_PREFIX}{secrets.token_hex(8)}{_TEMPORARY_SUFFIX}"
+    tmp = directory / _temporary_name(os.getpid(), secrets.token_hex(4))
     try:
         fd = os.open(tmp, flags, 0o666)
     except OSError as exc:
@@ -274,6 +278,86 @@ def _atomic_write(path: Path, data: bytes) -> None:
             raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
         raise
     _fsync_directory(directory)
+
+
+def _host_tag() -> str:
+    """8 hexadecimal digits naming this host, for temporary names: a process id means
+    something only on the host that gave it."""
+    node = os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+    return hashlib.sha256(node.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _temporary_name(pid: int, token: str) -> str:
+    return f"{_TEMPORARY_PREFIX}{_host_tag()}-{pid}-{token}{_TEMPORARY_SUFFIX}"
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id a temporary name of this host carries, or None (another host's, an
+    older anynet's, or not one of anynet's names)."""
+    if not (name.startswith(_TEMPORARY_PREFIX) and name.endswith(_TEMPORARY_SUFFIX)):
+        return None
+    parts = name[len(_TEMPORARY_PREFIX) : -len(_TEMPORARY_SUFFIX)].split("-")
+    if len(parts) != 3 or parts[0] != _host_tag():
+        return None
+    pid = parts[1]
+    # Digits only and > 0: os.kill(0, 0) would ask about the whole process group.
+    if not (pid.isascii() and pid.isdigit() and len(pid) <= 10) or int(pid) <= 0:
+        return None
+    return int(pid)
+
+
+def _is_running(pid: int) -> bool:
+    """Whether a process of this id exists on this host (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as someone else's
+        return True
+    return True
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files in ``folder`` that a killed :func:`write_arrays` left behind.
+
+    A temporary file is an orphan when the process that was writing it no longer exists: its
+    name (see :data:`TEMPORARY_FILES`) carries the writer's process id and its host. A file
+    another process on this host is still writing is left alone, and so is one written from
+    another host (a shared folder: its process cannot be checked from here), one of an older
+    anynet (its name carries no process id), and anything that is not a plain file. A process
+    id the system has since given to another process keeps its orphan until that one ends.
+
+    On Windows nothing is removed (``os.kill`` there ends a process instead of probing it).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to clean; a missing one has nothing to clean.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    if os.name == "nt":
+        return []
+    removed = []
+    try:
+        candidates = sorted(Path(folder).glob(TEMPORARY_FILES))
+    except OSError:
+        return []
+    for path in candidates:
+        pid = _writer_pid(path.name)
+        if pid is None or pid == os.getpid() or _is_running(pid):
+            continue
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+            path.unlink()
+        except OSError:  # gone already, or not ours to delete
+            continue
+        removed.append(path)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:
