@@ -117,6 +117,7 @@ def fused_step(
         params,
         opt_state,
         ops=ops,
+        loss=loss,
         reduction=reduction,
         dtype=dtypes.pop(),
     )

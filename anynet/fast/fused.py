@@ -27,7 +27,7 @@ from anynet.fast.stages import Plan
 from anynet.nn.optim import AdamState, LearningRateState, TraceState
 from anynet.nn.params import ParamLayout
 from anynet.nn.penalties import penalized
-from anynet.nn.step import Step
+from anynet.nn.step import Step, get_loss
 
 __all__ = ["FusedStep"]
 
@@ -53,6 +53,8 @@ class FusedStep(Step):
     opt_state : optional
         The optimizer's state in the generic structure (copied in); fresh when omitted.
     ops : Ops
+    loss : str or callable
+        The loss the plan's head computes, in the engine's terms (for :meth:`evaluate`).
     reduction : {'mean', 'sum'}
     dtype : str
         ``'float32'`` or ``'float64'``.
@@ -67,10 +69,12 @@ class FusedStep(Step):
         opt_state: Any = None,
         *,
         ops: Ops,
+        loss: Any = "softmax_cross_entropy",
         reduction: str,
         dtype: str,
     ):
         self.model, self.plan, self.ops = model, plan, ops
+        self.loss = get_loss(loss)
         self.reduction = reduction
         self.dtype = dtype
         self.name = f"fused {ops.name}"

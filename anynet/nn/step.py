@@ -131,12 +131,17 @@ class Step:
         Which step this is (``'generic'``, ``'fused cpu + numba'``...): what ran, for the record.
     model : Layer
         The network.
+    loss : callable or None
+        Its loss function (:func:`get_loss`'s result); ``None`` if it has none to share, and
+        then :meth:`evaluate` cannot measure the parameters (a wrapper around another step
+        passes the inner one's).
     needs_rng : bool
         Whether :meth:`compute_grads` draws random numbers (dropout) and so needs ``rng``.
     """
 
     name = "step"
     model: Layer
+    loss: Loss | None = None
     needs_rng: bool = False
 
     @property
@@ -164,6 +169,24 @@ class Step:
     def apply_grads(self) -> None:
         """One optimizer update with the gradients of the last :meth:`compute_grads`."""
         raise NotImplementedError
+
+    def evaluate(self, X: Array, y: Array) -> Array | None:
+        """The loss of the current parameters on one batch (a 0-d device array, the mean over
+        the batch), without training: no dropout, no penalties, no update; ``None`` for a step
+        without a :attr:`loss`.
+
+        The training loop checks what a checkpoint is about to hold with it: the loss a step
+        returns is that of the parameters *before* its update."""
+        if self.loss is None:
+            return None
+        xp = array_namespace(X)
+        params = self.params
+        dtype = next(iter(params.values())).dtype
+        if X.dtype != dtype:
+            X = xp.astype(X, dtype)
+        pred, _ = self.model.forward(params, X, train=False, xp=xp, input_grad=False)
+        value, _ = get_loss(self.loss)(pred, y, reduction="mean", xp=xp)
+        return value
 
     def __call__(
         self, X: Array, y: Array, *, l1: float = 0.0, l2: float = 0.0, rng: Any = None
