@@ -81,6 +81,7 @@ class AveragingStep(nn.Step):
 
     def __init__(self, inner):
         self.inner, self.model, self.name = inner, inner.model, f"averaged {inner.name}"
+        self.loss = inner.loss
         self.needs_rng, self.calls = inner.needs_rng, 0
 
     params = property(lambda self: self.inner.params)

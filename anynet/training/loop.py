@@ -15,6 +15,7 @@ uninterrupted run's, bit for bit on NumPy.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -68,11 +69,18 @@ class TrainState:
     #: A batch loss (per sample) above ``divergence_factor`` times the first one (or 1, if that
     #: is smaller) stops the run as diverged; ``None``: never. Set by :func:`train`.
     divergence_factor: float | None = None
+    #: The batch of the last step, ``(X, y)``: the parameters it produced are measured on it
+    #: before anything keeps them (:meth:`check_params`).
+    last_batch: tuple[Array, Array] | None = field(default=None, repr=False)
+    #: Whether an L1 or L2 strength is 1 or more (set by :func:`train`): penalties that weigh
+    #: the weights as much as the data, which a message about overflow should mention.
+    strong_penalty: bool = False
     #: The callbacks of the run, bound by :func:`train` (a checkpoint saves their states).
     callbacks: tuple[Any, ...] = field(default=(), repr=False)
     #: Callback states read from a checkpoint, by callback name, restored by :func:`train`.
     callback_states: dict[str, Any] = field(default_factory=dict, repr=False)
     _backend: Backend | None = field(default=None, repr=False)
+    _checked_step: int = field(default=-1, repr=False)
 
     @property
     def params(self) -> dict[str, Array]:
@@ -113,8 +121,8 @@ class TrainState:
             self.first_loss = float(per_sample[0])
         bad = np.flatnonzero(~np.isfinite(host))
         where = bad
-        if self.divergence_factor is not None and self.first_loss is not None:
-            limit = self.divergence_factor * max(self.first_loss, 1.0)
+        limit = self._loss_limit()
+        if limit is not None:
             where = np.flatnonzero(~np.isfinite(host) | (per_sample > limit))
         if where.size:
             i = int(where[0])
@@ -123,7 +131,7 @@ class TrainState:
                 f"at epoch {self.epoch + 1}, step {in_epoch} of the epoch "
                 f"(global step {self.step - len(self.batch_losses) + i + 1})"
             )
-            advice = "Lower the learning rate, scale the inputs (standardize), or check the data"
+            advice = self._advice()
             kept = "The last checkpoint, if any, holds the last good parameters."
             if not np.isfinite(host[i]):
                 raise NonFiniteLossError(
@@ -138,10 +146,99 @@ class TrainState:
             )
         return sums
 
+    def check_params(self) -> None:
+        """Raise unless the current parameters are fit to keep (in a checkpoint, a model file,
+        a fitted estimator): finite, not exploded, and with a loss that has not diverged.
+
+        A step returns the loss of the parameters *before* its update, so the batch losses
+        never vouch for the parameters after the last step: those are measured here on the
+        last batch (one forward pass, no dropout), against the same limit as every batch loss.
+        A weight array whose largest magnitude exceeds ``divergence_factor`` times the scale a
+        standard initializer gives it (Glorot's) has exploded too: SGD on unscaled inputs can
+        blow the weights up while the loss stays modest, and end at chance level. Reads the
+        device once; checked once per step.
+
+        Raises
+        ------
+        NonFiniteLossError
+            A parameter holds NaN or infinite values, or so does their loss.
+        DivergenceError
+            Their loss or a weight array is beyond the divergence limits.
+        """
+        if self._checked_step == self.step or self.train_step is None:
+            return
+        be, params = self._backend, self.params
+        xp = be.xp
+        names = list(params)
+        checks = [xp.max(xp.abs(xp.reshape(params[n], (-1,)))) for n in names]
+        loss = None if self.last_batch is None else self.train_step.evaluate(*self.last_batch)
+        if loss is not None:
+            checks.append(xp.astype(loss, checks[0].dtype))
+        host = be.to_numpy(xp.stack(checks)).astype("float64")
+        at = f"after epoch {self.epoch + 1}, step {self.batch} of the epoch "
+        at += f"(global step {self.step})"
+        kept = "training stopped before keeping them; the last checkpoint, if any, holds the "
+        kept += "last good parameters."
+        advice = self._advice()
+        for name, largest in zip(names, host, strict=False):
+            if not np.isfinite(largest):
+                raise NonFiniteLossError(
+                    f"parameter {name!r} holds NaN or infinite values {at}; {kept} {advice} "
+                    "for NaN."
+                )
+        off = "To train on regardless, turn the check off (divergence_factor=None)."
+        if self.divergence_factor is not None:
+            for name, largest in zip(names, host, strict=False):
+                shape = tuple(params[name].shape)
+                if len(shape) < 2:  # biases start at zero: no scale to measure them against
+                    continue
+                limit = self.divergence_factor * _init_scale(shape)
+                if largest > limit:
+                    raise DivergenceError(
+                        f"weight {name!r} reached magnitude {largest:.3g} {at}, more than "
+                        f"{self.divergence_factor:g} times the scale of its initialization "
+                        f"({_init_scale(shape):.3g}): training diverged; {kept} {advice}. {off}"
+                    )
+        if loss is not None:
+            value = host[-1]
+            if not np.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the parameters {at} have a loss of {value} on the last batch; {kept} "
+                    f"{advice} for NaN."
+                )
+            limit = self._loss_limit()
+            if limit is not None and value > limit:
+                raise DivergenceError(
+                    f"the parameters {at} have a loss of {value:.3g} per sample on the last "
+                    f"batch, more than {self.divergence_factor:g} times the run's first "
+                    f"({self.first_loss:.3g}): training diverged; {kept} {advice}. {off}"
+                )
+        self._checked_step = self.step
+
+    def _advice(self) -> str:
+        """What to try, for a run that went non-finite or diverged."""
+        lower = "the learning rate"
+        if self.strong_penalty:  # a huge L1/L2 strength overflows as surely as a huge step
+            lower += " or the penalty strengths (alpha, l1)"
+        return f"Lower {lower}, scale the inputs (standardize), or check the data"
+
+    def _loss_limit(self) -> float | None:
+        """The batch loss (per sample) beyond which the run has diverged, if it is known."""
+        if self.divergence_factor is None or self.first_loss is None:
+            return None
+        return self.divergence_factor * max(self.first_loss, 1.0)
+
     def log(self, **metrics: float) -> None:
         """Append one value per metric to :attr:`history`."""
         for name, value in metrics.items():
             self.history.setdefault(name, []).append(float(value))
+
+
+def _init_scale(shape: tuple[int, ...]) -> float:
+    """The scale Glorot's initializer draws a weight array of ``shape`` at: ``sqrt(6 / (fan_in
+    + fan_out))``, with a dense ``(n_in, n_out)`` or a convolution's ``(out, in, *kernel)``."""
+    receptive = math.prod(shape[2:])
+    return math.sqrt(6.0 / ((shape[0] + shape[1]) * receptive))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -306,6 +403,7 @@ def train(
     state.train_step, state._backend = step, backend
     state.epochs, state.batches_per_epoch = int(epochs), len(loader)
     state.divergence_factor = None if divergence_factor is None else float(divergence_factor)
+    state.strong_penalty = max(l1, l2) >= 1.0
     _check_labels_fit(step.model, loader)
     state.losses_are_means = getattr(step, "reduction", "mean") == "mean"
     state.callbacks = tuple(callbacks)
@@ -336,6 +434,7 @@ def train(
                 state.step += 1
                 state.batch = b + 1
                 state.batch_losses.append(value)
+                state.last_batch = (X, y)
                 state.batch_sizes.append(n)
                 state.seen += n
                 for cb in callbacks:
@@ -343,8 +442,10 @@ def train(
                 boundary.check()  # a step is whole here: state and counters agree
             if state.carried_seen + state.seen == 0:
                 raise ValueError("the loader gave no batches: is the data set empty?")
-            # One read per epoch: the batch losses, checked before anything else sees params.
+            # One read per epoch: the batch losses and the parameters they led to, checked
+            # before anything else sees them.
             total, seen = state.epoch_loss_so_far()
+            state.check_params()
             metrics = {"loss": total / seen, "epoch_seconds": time.perf_counter() - t0}
             if validate is not None:
                 metrics.update(validate(state.params))
