@@ -72,6 +72,25 @@ def test_1_a_non_finite_or_diverged_step_never_overwrites_a_good_checkpoint(tmp_
     assert ckpt.step == 4 and all(np.isfinite(p).all() for p in ckpt.params.values())
 
 
+def test_1_a_fit_never_overwrites_another_runs_checkpoint(tmp_path):
+    """A fit (or partial_fit) in a folder holding another run's checkpoint overwrote it
+    silently; the command line refused. An estimator may overwrite only its own."""
+    kw = dict(hidden_layer_sizes=(8,), batch_size=50, max_iter=3, random_state=0)
+    with pytest.raises(KeyboardInterrupt):
+        NNClassifier(**kw, checkpoint_dir=tmp_path).fit(X, Y, callbacks=[StopAt(8)])
+    path = tmp_path / "checkpoint.safetensors"
+    kept = path.read_bytes()
+    other = NNClassifier(**{**kw, "learning_rate_init": 0.01}, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"checkpoint of another run(.|\n)*resume=True"):
+        other.fit(X, Y)
+    with pytest.raises(ValueError, match="checkpoint of another run"):
+        other.partial_fit(X, Y, classes=np.unique(Y))
+    assert path.read_bytes() == kept
+    resumed = NNClassifier(**kw, checkpoint_dir=tmp_path, resume=True).fit(X, Y)
+    resumed.fit(X, Y)  # its own checkpoint now: a second fit may replace it
+    assert load_checkpoint(path, backend="numpy").step == resumed.n_iter_ * 6
+
+
 # --- 2. early stopping and resume ------------------------------------------------------------
 
 
@@ -128,7 +147,7 @@ def test_3_resuming_another_run_is_refused_naming_each_difference(tmp_path, chan
     change = dict(change)
     data = X[:200] if change.pop("data", None) else X
     other = NNClassifier(**{**BASE, **change}, checkpoint_dir=tmp_path, resume=True)
-    with pytest.raises(CheckpointMismatchError, match=rf"another run(.|\n)*{named}:"):
+    with pytest.raises(CheckpointMismatchError, match=rf"another run(.|\n)*\n  {named}[.:\[]"):
         other.fit(data, Y[: len(data)])
 
 
@@ -139,6 +158,30 @@ def test_3_the_same_run_resumes_and_a_seedless_one_takes_the_checkpoints_seed(tm
     seedless = {**BASE, "max_iter": 4, "random_state": None}
     resumed = NNClassifier(**seedless, checkpoint_dir=tmp_path, resume=True).fit(X, Y)
     same_weights(resumed, straight)
+
+
+def test_3_resume_without_a_checkpoint_is_refused_and_auto_starts_afresh(tmp_path):
+    """resume=True with a mistyped folder trained from scratch without a word."""
+    typo = tmp_path / "chekpoints"
+    with pytest.raises(ValueError, match=r"holds no checkpoint(.|\n)*resume='auto'"):
+        NNClassifier(**BASE, checkpoint_dir=typo, resume=True).fit(X, Y)
+    with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
+        NNClassifier(**BASE, resume=True).fit(X, Y)
+    fresh = NNClassifier(**BASE, checkpoint_dir=typo, resume="auto").fit(X, Y)
+    same_weights(fresh, NNClassifier(**BASE).fit(X, Y))
+    again = NNClassifier(**BASE, checkpoint_dir=typo, resume="auto").fit(X, Y)  # resumes it
+    same_weights(again, fresh)
+    assert again.n_iter_ == fresh.n_iter_ == 2
+
+
+def test_3_a_resumed_fit_counts_its_run_once_and_warm_start_with_resume_is_refused(tmp_path):
+    """warm_start with resume counted the checkpoint's epochs twice (n_iter_, loss_curve_,
+    t_); which parameters it continued from was not said."""
+    clf = NNClassifier(**BASE, checkpoint_dir=tmp_path).fit(X, Y)
+    clf.set_params(resume=True).fit(X, Y)  # the finished run, resumed: nothing more to do
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2 and clf.t_ == 2 * len(X)
+    with pytest.raises(ValueError, match="warm_start=True and resume"):
+        clf.set_params(warm_start=True).fit(X, Y)
 
 
 def test_3_one_writer_per_checkpoint_folder_and_no_orphans(tmp_path):
@@ -258,6 +301,33 @@ def test_6_divergence_is_caught_beyond_nan(tmp_path, settings):
         pass
 
 
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)",
+)
+def test_6_exploding_weights_are_divergence_too():
+    """SGD on raw pixels blew the weights up while the loss stayed under 100 times its
+    (already large) first value, and ended at chance level with exit 0."""
+    from anynet.datasets import load_fashion_mnist
+
+    images, labels = load_fashion_mnist(download=False)
+    images, labels = images[:3000], labels[:3000]
+    kw = dict(solver="sgd", learning_rate_init=1e-3, batch_size=128, max_iter=2, random_state=0)
+    with pytest.raises(DivergenceError, match=r"weight '\d.W' reached magnitude(.|\n)*scale"):
+        NNClassifier((64,), **kw).fit(images, labels)
+    unchecked = NNClassifier((64,), **kw, divergence_factor=None).fit(images, labels)
+    assert unchecked.score(images, labels) < 0.3  # what the check kept from being kept
+
+
+@pytest.mark.parametrize("penalty", [dict(alpha=1e38), dict(l1=1e38)], ids=["alpha", "l1"])
+def test_6_an_overflowing_penalty_is_named_not_only_the_learning_rate(penalty):
+    with pytest.raises(NonFiniteLossError, match=r"or the penalty strengths \(alpha, l1\)"):
+        NNClassifier((8,), max_iter=3, random_state=0, **penalty).fit(X, Y)
+    with pytest.raises(NonFiniteLossError) as default_alpha:
+        NNClassifier((8,), max_iter=3, random_state=0).fit(X * 1e37, Y)
+    assert "penalty" not in str(default_alpha.value)
+
+
 # --- 7. non-finite weights and probabilities ------------------------------------------------
 
 
@@ -374,3 +444,19 @@ def test_9_the_command_refuses_what_it_would_misread_and_speaks_in_flags(tmp_pat
     missing = anynet_cmd("train", "--data-dir", str(tmp_path / "none"), "--no-download")
     assert missing.returncode == 1 and "--data-dir" in missing.stderr
     assert "data_dir=" not in missing.stderr and "download=" not in missing.stderr
+
+
+def test_9_python_arguments_are_named_and_checked_before_the_work(tmp_path):
+    """NumPy scalars as hyper-parameters ended in a JSON TypeError; a checkpoint_dir that is
+    a file in a bare [Errno 17]; labels holding None in a message about regression."""
+    clf = NNClassifier((4,), max_iter=1, learning_rate_init=np.float32(0.01))
+    clf.set_params(checkpoint_dir=tmp_path / "ck").fit(X, Y)
+    assert clf.n_iter_ == 1
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"checkpoint_dir must be a folder(.|\n)*afile"):
+        NNClassifier((4,), max_iter=1, checkpoint_dir=afile).fit(X, Y)
+    labels = Y.astype(object)
+    labels[[3, 7]] = None
+    with pytest.raises(ValueError, match=r"y holds None at positions \[3, 7\]"):
+        NNClassifier((4,), max_iter=1).fit(X, labels)

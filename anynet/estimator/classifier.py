@@ -11,6 +11,7 @@ data, step, run, record.
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.checks import check_choice, check_int, check_number, fail
 from anynet.data import DataLoader, Standardizer
+from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.inputs import (
     encode_labels,
@@ -56,6 +58,11 @@ from anynet.training import (
 )
 
 __all__ = ["NNClassifier"]
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (``np.float32(0.01)``) as the Python number a JSON record holds."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass
@@ -132,11 +139,16 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
     checkpoint_dir : path, optional
         Write a checkpoint there every ``checkpoint_every`` epochs, every ``checkpoint_steps``
         optimizer steps if set, and on Ctrl-C. Writes are atomic: a kill leaves the last one.
-    resume : bool
-        Continue from the checkpoint in ``checkpoint_dir`` if there is one. The checkpoint must
-        be of this run (the same network, solver settings, batch size, seed and data: a
+    resume : bool or 'auto'
+        ``True``: continue from the checkpoint in ``checkpoint_dir`` (refused if there is none:
+        a mistyped folder must not start a run afresh); ``'auto'``: continue from it if there is
+        one, else start (a job that may be preempted and rerun). The checkpoint must be of this
+        run (the same network, solver settings, batch size, seed and data: a
         :class:`~anynet.errors.CheckpointMismatchError` lists any difference); with
-        ``random_state=None`` the run's own seed is taken from the checkpoint.
+        ``random_state=None`` the run's own seed is taken from the checkpoint. A resumed fit's
+        ``n_iter_``, ``loss_curve_`` and ``history_`` are those of the checkpoint's run. Without
+        ``resume``, a fit refuses a ``checkpoint_dir`` holding a checkpoint that this estimator
+        did not write (another run's, which it would overwrite).
     divergence_factor : float or None, default 100
         Stop with :class:`~anynet.errors.DivergenceError` once a batch's loss exceeds this many
         times the run's first (a learning rate far too high), before any checkpoint holds the
@@ -267,6 +279,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
             check_int("checkpoint_steps", self.checkpoint_steps, minimum=1)
         if self.divergence_factor is not None:
             check_number("divergence_factor", self.divergence_factor, low=1.0, low_open=True)
+        check_choice("resume", self.resume, (False, True, "auto"))
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             check_int("batch_size", self.batch_size, minimum=1, hint="or 'auto'")
         if self.init != "pytorch":
@@ -331,7 +344,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         warm = "params_" in vars(self) and (incremental or self.warm_start)
         be = self._compute_backend(X)
         checkpoint = self._checkpoint_path()
-        resume = self.resume and not incremental and checkpoint is not None and checkpoint.exists()
+        resume = self._resuming(checkpoint, warm, incremental)
         seed = self._run_seed(checkpoint if resume else None)
         data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
         run = self._run_record(data, seed)
@@ -339,6 +352,56 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         state, stopper = self._run(step, state, data, be, incremental, seed, run, callbacks or ())
         self._record(state, stopper, data, incremental)
         return self
+
+    def _resuming(self, checkpoint: Path | None, warm: bool, incremental: bool) -> bool:
+        """Whether this fit continues the checkpoint in ``checkpoint_dir``; refuse a fit that
+        would resume nothing when asked to, or overwrite another run's checkpoint."""
+        required = not isinstance(self.resume, str) and bool(self.resume)  # not 'auto'
+        if checkpoint is None:
+            if required:
+                raise ArgumentError(
+                    "resume=True needs a checkpoint_dir to resume from; set checkpoint_dir to "
+                    "the folder of the run to continue"
+                )
+            return False
+        folder = checkpoint.parent
+        if folder.exists() and not folder.is_dir():
+            raise fail("checkpoint_dir", "a folder (or a path to create one at)", str(folder))
+        exists = checkpoint.exists() or checkpoint.is_symlink()
+        if required and not incremental and not exists:
+            raise ArgumentError(
+                f"resume=True, but checkpoint_dir={str(folder)!r} holds no checkpoint "
+                f"({CHECKPOINT_NAME}): there is no run to continue. Check the folder's name; "
+                "resume='auto' starts afresh when there is none."
+            )
+        resume = bool(self.resume) and not incremental and exists
+        if resume and warm:
+            raise ArgumentError(
+                "warm_start=True and resume both say where to start from: the current "
+                "parameters, or the checkpoint in checkpoint_dir. Set warm_start=False to "
+                "continue the checkpoint's run, or resume=False to continue from params_ (in "
+                "another checkpoint_dir)."
+            )
+        if exists and not resume and self._checkpoint_writer(checkpoint) != self._writer_id():
+            raise ArgumentError(
+                f"checkpoint_dir={str(folder)!r} holds a checkpoint of another run, which this "
+                "fit would overwrite. Pass resume=True to continue that run, or give this one "
+                "another checkpoint_dir (or delete the checkpoint if it is no longer wanted)."
+            )
+        return resume
+
+    def _writer_id(self) -> str:
+        """Names this estimator in the checkpoints it writes: its own may be overwritten."""
+        if "_checkpoint_writer_id" not in vars(self):
+            self._checkpoint_writer_id = uuid.uuid4().hex
+        return self._checkpoint_writer_id
+
+    @staticmethod
+    def _checkpoint_writer(checkpoint: Path) -> str | None:
+        from anynet.io import load_checkpoint
+
+        writer = (load_checkpoint(checkpoint, backend="numpy").extra or {}).get("writer")
+        return writer if isinstance(writer, str) else None
 
     def _run_seed(self, checkpoint: Path | None) -> int:
         """The run's seed: ``random_state``'s; resuming without one, the checkpoint's own (a
@@ -366,7 +429,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         return {
             "estimator": type(self).__name__,
             "network": self._network()[0].get_config(),
-            **{k: getattr(self, k) for k in keys},
+            **{k: _plain(getattr(self, k)) for k in keys},  # np.float32(0.01) as JSON's 0.01
             "batch_size": self._batch_size(len(data.X)),
             "seed": seed,
             "classes": [repr(c) for c in self.classes_.tolist()],
@@ -376,6 +439,14 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
     def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
         """Phase 1: check and encode the data on the host; hold out a validation split."""
         X, y = self._validate_X_y(X, y, reset=not warm)
+        missing = (
+            np.flatnonzero(np.asarray([v is None for v in y.tolist()])) if y.dtype == object else []
+        )
+        if len(missing):
+            raise DataError(
+                f"y holds None at positions {missing[:10].tolist()}: every sample needs a label; "
+                "drop the unlabelled samples or label them"
+            )
         check_classification_targets(y)
         if not incremental:
             if not warm:
@@ -407,7 +478,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         current ones, or a checkpoint's), as a training step on the device; and where the
         run starts."""
         model, loss, _ = self._network()
-        if not warm:
+        if not warm or resume:  # a resumed fit's attributes are its checkpoint's run's
             scaling = SCALINGS[self.standardize]
             self._standardizer = Standardizer.fit(data.X) if scaling == "standardize" else None
             params = model.init_params(rng=be.host_generator(seed), backend=be, dtype=self.dtype)
@@ -415,7 +486,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
             self.best_loss_ = math.inf
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
             self.best_validation_score_ = -math.inf if self.validation_scores_ is not None else None
-        else:
+        if warm:
             params = self._device_params(model, be)
         opt_state = None
         if incremental and getattr(self, "_opt_backend", None) == be.spec:
@@ -466,6 +537,7 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
                 every=int(self.checkpoint_every),
                 every_steps=self.checkpoint_steps,
                 run=run,
+                meta={"writer": self._writer_id()},
             )
             callbacks.append(checkpointer)
         if self.verbose:
