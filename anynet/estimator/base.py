@@ -119,9 +119,6 @@ class NetworkEstimator(BaseEstimator):
     def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:
         return as_compute_dtype(X, self.dtype)
 
-    def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:
-        return as_compute_dtype(X, self.dtype)
-
     def __getstate__(self):
         # Device arrays and backend handles stay behind: the NumPy params_ are the model.
         state = self.__dict__.copy()
