@@ -163,3 +163,144 @@ def test_out_written_as_a_folder(tmp_path, no_data):
     assert out.returncode == 2 and "argument --out:" in out.stderr, out.stderr
     assert f"{folder}model.safetensors" in out.stderr
     assert not (tmp_path / "models").exists()
+
+
+# --- outputs that would replace each other, or an input -------------------------------------
+
+
+@pytest.fixture
+def run_folder(tmp_path) -> Path:
+    """A checkpoint folder holding a run's checkpoint and lock, as a killed run leaves them."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / CHECKPOINT_NAME).write_bytes(b"a run's checkpoint")
+    (ck / "checkpoint.lock").write_text("pid 1\n")
+    return ck
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "ck/checkpoint.safetensors",
+        "ck/checkpoint.lock",  # the run empties it for its lock; a later run would too
+        "link/checkpoint.safetensors",  # a symlink to the folder
+        "ck/../ck/checkpoint.safetensors",
+        "other/../ck/checkpoint.lock",
+    ],
+)
+def test_out_that_is_the_resumed_checkpoint(out, tmp_path, run_folder, no_data):
+    # The model used to replace the checkpoint at the end of the run, and every later resume
+    # failed: the run could not be continued.
+    (tmp_path / "link").symlink_to(run_folder)
+    (tmp_path / "other").mkdir()
+    before = {p.name: p.read_bytes() for p in run_folder.iterdir()}
+    out = anynet_cmd(
+        "train", *no_data, "--checkpoint-dir", str(run_folder), "--resume",
+        "--out", str(tmp_path / out),
+    )  # fmt: skip
+    refused_before_the_work(out, "--out", "give --out another")
+    assert {p.name: p.read_bytes() for p in run_folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", [CHECKPOINT_NAME, "checkpoint.lock"])
+def test_out_in_a_fresh_checkpoint_folder_with_its_names(name, tmp_path, no_data):
+    # No checkpoint yet: the run's first checkpoint would be replaced by the model at the end
+    # (or the model by the next checkpoint, or emptied by the next run's lock).
+    (tmp_path / "ck").mkdir()
+    out = anynet_cmd(
+        "train", *no_data, "--checkpoint-dir", str(tmp_path / "ck"),
+        "--out", str(tmp_path / "ck" / name),
+    )  # fmt: skip
+    refused_before_the_work(out, "--out", "--checkpoint-dir", "would replace each other")
+
+
+def test_out_that_is_another_runs_checkpoint(tmp_path, run_folder, no_data):
+    # Not this run's --checkpoint-dir, but a run's all the same: its checkpoint would be lost.
+    out = anynet_cmd("train", *no_data, "--out", str(run_folder / CHECKPOINT_NAME))
+    refused_before_the_work(out, "--out", "is the checkpoint of the run", str(run_folder))
+    assert (run_folder / CHECKPOINT_NAME).read_bytes() == b"a run's checkpoint"
+
+
+def test_a_model_beside_the_checkpoint_is_fine(tmp_path, run_folder, no_data):
+    # Only the checkpoint folder's own files are refused, not the folder.
+    out = anynet_cmd(
+        "train", *no_data, "--checkpoint-dir", str(run_folder), "--resume",
+        "--out", str(run_folder / "model.safetensors"),
+    )  # fmt: skip
+    assert out.returncode == 1 and "Fashion-MNIST" in out.stderr  # got as far as the data
+
+
+def test_out_that_is_a_symlink_to_the_checkpoint_replaces_only_the_symlink(
+    tmp_path, run_folder, no_data
+):
+    # The model is written whole and renamed to --out: a symlink there is replaced, not what it
+    # points to. Not a clash, so not refused.
+    (tmp_path / "m.safetensors").symlink_to(run_folder / CHECKPOINT_NAME)
+    out = anynet_cmd(
+        "train", *no_data, "--checkpoint-dir", str(run_folder), "--resume",
+        "--out", str(tmp_path / "m.safetensors"),
+    )  # fmt: skip
+    assert out.returncode == 1 and "Fashion-MNIST" in out.stderr  # got as far as the data
+
+
+@pytest.mark.parametrize("name", ["t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte"])
+def test_out_named_as_a_fashion_mnist_file(name, tmp_path, no_data):
+    data = Path(no_data[1]) / name
+    data.write_bytes(b"the data")
+    out = anynet_cmd("train", *no_data, "--out", str(data))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith(f"anynet train: error: --out {data} is named as Fashion-MNIST's")
+    assert len(out.stderr.strip().splitlines()) == 1  # not the data's not-found message
+    assert data.read_bytes() == b"the data"
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint-dir", "--plots"])
+@pytest.mark.parametrize("where", ["", "sub"])
+def test_out_where_the_run_makes_a_folder(flag, where, tmp_path, no_data):
+    # The run makes the folder, then cannot write the model where it is: it used to fail only
+    # then, with the trained model lost.
+    out_path = tmp_path / "run"
+    out = anynet_cmd("train", *no_data, flag, str(out_path / where), "--out", str(out_path))
+    refused_before_the_work(out, "--out", "a folder the run makes first")
+
+
+def test_out_that_is_a_plot(tmp_path, no_data):
+    (tmp_path / "plots").mkdir()
+    out = anynet_cmd(
+        "train", *no_data, "--plots", str(tmp_path / "plots"),
+        "--out", str(tmp_path / "plots" / "tsne.png"),
+    )  # fmt: skip
+    refused_before_the_work(out, "--out", "--plots", "tsne.png", "would replace each other")
+
+
+def test_plot_symlinked_to_the_model(tmp_path, no_data):
+    # A plot is written through a symlink of its name: to the model file, here.
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "learning_curves.png").symlink_to(tmp_path / "m.safetensors")
+    out = anynet_cmd(
+        "train", *no_data, "--plots", str(tmp_path / "plots"),
+        "--out", str(tmp_path / "m.safetensors"),
+    )  # fmt: skip
+    refused_before_the_work(out, "--out", "--plots", "learning_curves.png")
+
+
+def test_plot_that_is_a_folder(tmp_path, no_data):
+    (tmp_path / "plots" / "tsne.png").mkdir(parents=True)
+    out = anynet_cmd("train", *no_data, "--plots", str(tmp_path / "plots"))
+    refused_before_the_work(out, "--plots", "tsne.png in it is a folder")
+
+
+@pytest.mark.parametrize("how", ["in the folder", "symlink"])
+def test_evaluate_plot_that_is_the_model(how, tmp_path, no_data):
+    # evaluate --plots P writes P/confusion_matrix.png: never over the model it evaluates.
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    if how == "in the folder":
+        model = plots / "confusion_matrix.png"
+    else:
+        model = tmp_path / "m.safetensors"
+        (plots / "confusion_matrix.png").symlink_to(model)
+    model.write_bytes(b"a model")
+    out = anynet_cmd("evaluate", str(model), *no_data, "--plots", str(plots))
+    refused_before_the_work(out, "--plots", "the model being evaluated", "give --plots")
+    assert model.read_bytes() == b"a model"

@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 from anynet.cli.data import load_data
-from anynet.cli.outputs import check_can_plot, check_output
+from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
+
+#: The file ``--plots`` writes, in its folder.
+PLOT = "confusion_matrix.png"
 
 
 def add_evaluate(subparsers) -> None:
@@ -29,7 +32,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.plots is not None:
         check_can_plot()
-        check_output("--plots", args.plots, folder=True)
+        check_output("--plots", args.plots, folder=True, files=(PLOT,))
+        check_apart(
+            [Place("--plots", args.plots, args.plots / PLOT, f"the plot {PLOT}", through=True)],
+            folders=[Place("--plots", args.plots, args.plots, "the plots")],
+            reads=[Place("MODEL", args.model, args.model, "the model being evaluated")],
+        )
     clf = anynet.load(args.model, backend=args.backend)
     X, y = load_data(args, ["test"])
     pred = clf.predict(X)
@@ -45,5 +53,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.plots.mkdir(parents=True, exist_ok=True)
         from anynet import plots
 
-        plots.plot_confusion_matrix(cm, NAMES, path=args.plots / "confusion_matrix.png")
+        plots.plot_confusion_matrix(cm, NAMES, path=args.plots / PLOT)
     return 0

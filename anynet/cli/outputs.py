@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from anynet.errors import AnynetError
 
 
-def check_output(flag: str, path: Path, *, folder: bool = False) -> None:
+def check_output(
+    flag: str, path: Path, *, folder: bool = False, files: tuple[str, ...] = ()
+) -> None:
     """Refuse ``path``, the value of ``flag``, if the run could not write it (a file, or a
-    folder with ``folder``) once its work is done."""
+    folder with ``folder``, and the ``files`` it writes in that folder) once its work is done."""
     try:
-        (_check_out_folder if folder else _check_out_file)(flag, path)
+        if not folder:
+            _check_out_file(flag, path)
+            return
+        _check_out_folder(flag, path)
+        for name in files:
+            _check_not_special(flag, path, path / name)
     except OSError as exc:  # even looking failed: a folder on the way that we may not enter
         raise AnynetError(f"{flag} {path}: {exc.strerror or exc}") from None
 
@@ -40,6 +48,21 @@ def _check_out_file(flag: str, path: Path) -> None:
     if not folder.is_dir():
         raise AnynetError(f"{flag} {path}: the folder {folder} does not exist; create it first")
     _check_can_write_in(folder, f"{flag} {path}")
+
+
+def _check_not_special(flag: str, folder: Path, path: Path) -> None:
+    """Refuse a file the run would write in ``folder`` that is there as a folder, a FIFO or a
+    device: writing it would fail after the work (or, for root, replace a device)."""
+    if path.is_dir():
+        raise AnynetError(
+            f"{flag} {folder}: {path.name} in it is a folder, and the run writes a file of that "
+            "name there; move that folder, or give another folder"
+        )
+    if path.exists() and not path.is_file():
+        raise AnynetError(
+            f"{flag} {folder}: {path.name} in it exists and is not a regular file, and the run "
+            "writes a file of that name there; remove it, or give another folder"
+        )
 
 
 def _check_out_folder(flag: str, path: Path) -> None:
@@ -117,6 +140,93 @@ def check_resumable(folder: Path, resume: bool) -> None:
         )
     if not path.is_file():
         raise AnynetError(f"--resume: {path} in --checkpoint-dir is not a regular file")
+
+
+class Place(NamedTuple):
+    """A path a run writes or reads: the ``flag`` that gave it (its value ``given``), ``what``
+    it holds, in words (``"the checkpoint"``), and whether a write there goes ``through`` a
+    symlink of that name to its target (a plot), or replaces it (anynet's files, written whole
+    then renamed)."""
+
+    flag: str
+    given: Path
+    path: Path
+    what: str
+    through: bool = False
+
+
+def check_apart(writes: list[Place], *, folders=(), reads=()) -> None:
+    """Refuse an output that is another output, or an input, or is in the way of a folder.
+
+    ``writes`` are the files the run writes, the one to change first when two clash;
+    ``folders`` the folders it makes; ``reads`` the files it must leave alone. Paths are
+    compared where the writes land (:func:`_written`, through symlinks and ``..``): a file
+    written twice keeps only the last write (a model replaced by a plot, a checkpoint replaced
+    by the model), and a file where a folder is to be made fails after the work."""
+    for k, file in enumerate(writes):
+        real = _written(file)
+        for other in reads:
+            if _resolved(other.path) == real:
+                raise AnynetError(
+                    f"{file.flag} {file.given}: {file.what} would be written to {real}, which "
+                    f"is {other.what} ({other.given}), and replace it; give {file.flag} "
+                    "another path"
+                )
+        for other in writes[k + 1 :]:
+            if _written(other) == real:
+                raise AnynetError(
+                    f"{file.flag} {file.given} and {other.flag} {other.given} both write "
+                    f"{real}: {file.what} and {other.what} would replace each other; give "
+                    f"{file.flag} another path"
+                )
+        for folder in folders:
+            real_folder = _resolved(folder.path)
+            if real == real_folder or real in real_folder.parents:
+                where = "which is" if real == real_folder else "the folder that holds"
+                raise AnynetError(
+                    f"{file.flag} {file.given}: {file.what} would be written to {real}, {where} "
+                    f"{folder.flag} {folder.given}, a folder the run makes first; give "
+                    f"{file.flag} another path"
+                )
+
+
+def check_out_is_no_input(path: Path) -> None:
+    """Refuse a model file ``--out`` that would replace a file anynet reads: a run's checkpoint
+    or its lock (in any folder), or one of Fashion-MNIST's files, by the name it lands at."""
+    from anynet.datasets import FASHION_MNIST_FILES
+    from anynet.training import CHECKPOINT_NAME, LOCK_NAME
+
+    real = _written(Place("--out", path, path, "the model"))
+    shown = str(path) if Path(os.path.abspath(path)) == real else f"{path} (that is, {real})"
+    if real.name in (CHECKPOINT_NAME, LOCK_NAME) and real.exists():
+        raise AnynetError(
+            f"--out {shown} is the {'checkpoint' if real.name == CHECKPOINT_NAME else 'lock'} "
+            f"of the run whose --checkpoint-dir is {real.parent}: the model would replace it; "
+            "give --out another file name, such as "
+            f"{real.parent / 'model.safetensors'}"
+        )
+    data = {name for base in FASHION_MNIST_FILES for name in (base, f"{base}.gz")}
+    if real.name in data:
+        raise AnynetError(
+            f"--out {shown} is named as Fashion-MNIST's file {real.name}: the model would "
+            "replace the data, or be taken for it; give --out another file name"
+        )
+
+
+def _written(place: Place) -> Path:
+    """Where a write of ``place`` lands: through symlinks and ``..`` as the system follows them;
+    a symlink at its own name followed too if the write goes ``through`` it, else not (anynet
+    renames a new file to that name, which replaces the symlink, not what it points to)."""
+    path = place.path
+    if place.through or path.name in ("", ".", ".."):
+        return _resolved(path)
+    return _resolved(path.parent) / path.name
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` as a read (or ``mkdir``) reaches it: absolute, symlinks and ``..`` followed (in
+    the part of it that exists; the rest as written)."""
+    return Path(os.path.realpath(path))
 
 
 def check_can_plot() -> None:

@@ -20,7 +20,14 @@ from anynet.cli.arguments import (
 )
 from anynet.cli.data import load_data
 from anynet.cli.messages import in_flags
-from anynet.cli.outputs import check_can_plot, check_output, check_resumable
+from anynet.cli.outputs import (
+    Place,
+    check_apart,
+    check_can_plot,
+    check_out_is_no_input,
+    check_output,
+    check_resumable,
+)
 from anynet.errors import AnynetError
 from anynet.estimator.network import ACTIVATIONS
 
@@ -34,6 +41,16 @@ DEFAULTS = {
     "dropout": 0.2,
     "scale": "standardize",
 }
+
+
+#: The files ``--plots`` writes, in its folder.
+PLOTS = (
+    "learning_curves.png",
+    "predictions.png",
+    "probabilities.png",
+    "confusion_matrix.png",
+    "tsne.png",
+)
 
 
 def add_train(subparsers) -> None:
@@ -168,11 +185,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Every path the run will write, checked before the data is loaded: a bad one used to fail
     # only after training, and the trained model was lost.
     check_output("--out", args.out)
+    check_out_is_no_input(args.out)
     if args.plots is not None:
-        check_output("--plots", args.plots, folder=True)
+        check_output("--plots", args.plots, folder=True, files=PLOTS)
     if args.checkpoint_dir is not None:
         check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
         check_resumable(args.checkpoint_dir, args.resume)
+    _check_outputs_apart(args)
     X, y, X_test, y_test = load_data(args)
     if args.limit:
         X, y = _first(args.limit, X, y)
@@ -242,6 +261,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_outputs_apart(args: argparse.Namespace) -> None:
+    """Refuse outputs that are one file, or a file where a folder is to be made: ``--out``
+    inside ``--checkpoint-dir`` as its checkpoint would replace it (and every later resume
+    would read the model as a checkpoint), as one of ``--plots``' PNGs would be replaced."""
+    from anynet.training import CHECKPOINT_NAME, LOCK_NAME
+
+    writes = [Place("--out", args.out, args.out, "the model")]
+    folders = []
+    if args.checkpoint_dir is not None:
+        ck = args.checkpoint_dir
+        folders.append(Place("--checkpoint-dir", ck, ck, "the checkpoints"))
+        writes.append(Place("--checkpoint-dir", ck, ck / CHECKPOINT_NAME, "the checkpoint"))
+        writes.append(Place("--checkpoint-dir", ck, ck / LOCK_NAME, "the checkpoint's lock"))
+    if args.plots is not None:
+        folders.append(Place("--plots", args.plots, args.plots, "the plots"))
+        writes += [
+            Place("--plots", args.plots, args.plots / n, f"the plot {n}", through=True)
+            for n in PLOTS
+        ]
+    check_apart(writes, folders=folders)
+
+
 def _first(limit: int, X, y):
     """The first ``limit`` training images, refused if they leave a class out: the model could
     never predict it, and scoring on the test set, which holds them all, would fail."""
@@ -272,19 +313,18 @@ def _write_plots(clf, X_test, y_test, directory: Path) -> None:
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
 
     directory.mkdir(parents=True, exist_ok=True)
+    path = {name.removesuffix(".png"): directory / name for name in PLOTS}
     proba = clf.predict_proba(X_test)
     pred = clf.classes_[proba.argmax(axis=1)]
     history = {k: v for k, v in clf.history_.items() if k != "epoch_seconds"}
     # The monitored set is the test set: monitored, never used to choose anything.
-    plots.plot_learning_curves(history, path=directory / "learning_curves.png", val_label="test")
-    plots.plot_predictions(
-        X_test[:25], y_test[:25], pred[:25], NAMES, path=directory / "predictions.png"
-    )
+    plots.plot_learning_curves(history, path=path["learning_curves"], val_label="test")
+    plots.plot_predictions(X_test[:25], y_test[:25], pred[:25], NAMES, path=path["predictions"])
     plots.plot_image_probabilities(
-        X_test[0], proba[0], NAMES, true_label=int(y_test[0]), path=directory / "probabilities.png"
+        X_test[0], proba[0], NAMES, true_label=int(y_test[0]), path=path["probabilities"]
     )
     cm = metrics.confusion_matrix(y_test, pred, n_classes=len(NAMES))
-    plots.plot_confusion_matrix(cm, NAMES, path=directory / "confusion_matrix.png")
+    plots.plot_confusion_matrix(cm, NAMES, path=path["confusion_matrix"])
     # The from-scratch tutorial's look at the data: 2,000 test images in two dimensions.
     flat = X_test.reshape(len(X_test), -1)
-    plots.plot_tsne(flat, y_test, NAMES, n_samples=2000, path=directory / "tsne.png")
+    plots.plot_tsne(flat, y_test, NAMES, n_samples=2000, path=path["tsne"])
