@@ -11,10 +11,8 @@ data, step, run, record.
 from __future__ import annotations
 
 import math
-import uuid
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,12 +26,10 @@ from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.checks import check_choice, check_int, check_number, fail
 from anynet.data import DataLoader, Standardizer
-from anynet.errors import ArgumentError, DataError
+from anynet.errors import DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.inputs import (
     encode_labels,
-    fingerprint,
-    int_seed,
 )
 from anynet.estimator.network import (
     ACTIVATIONS,
@@ -45,8 +41,8 @@ from anynet.estimator.network import (
     log_probabilities,
 )
 from anynet.estimator.network import validator as _validator
+from anynet.estimator.runs import CheckpointedRun
 from anynet.training import (
-    CHECKPOINT_NAME,
     Callback,
     Checkpointer,
     EarlyStopping,
@@ -60,11 +56,6 @@ from anynet.training import (
 __all__ = ["NNClassifier"]
 
 
-def _plain(value: Any) -> Any:
-    """A NumPy scalar (``np.float32(0.01)``) as the Python number a JSON record holds."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 @dataclass
 class _Data:
     """A fit's data, checked and encoded on the host."""
@@ -76,7 +67,7 @@ class _Data:
     n_samples: int  # before the validation split
 
 
-class NNClassifier(ClassifierMixin, NetworkEstimator):
+class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
     """A multi-layer perceptron classifier trained by anynet's hand-written backprop.
 
     Parameters shared with scikit-learn's ``MLPClassifier`` mean what they mean there:
@@ -170,6 +161,13 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         Which training step the last fit ran: ``'generic'`` or a fused step's name
         (``'fused cpu + numba'``, ``'fused cuda'``).
     """
+
+    # What defines a run besides its network, batch size, seed, classes and data.
+    _RUN_KEYS = (
+        "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
+        "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output", "early_stopping",
+        "validation_fraction", "tol", "n_iter_no_change",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -347,94 +345,15 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
         resume = self._resuming(checkpoint, warm, incremental)
         seed = self._run_seed(checkpoint if resume else None)
         data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
-        run = self._run_record(data, seed)
+        run = self._run_record(data.X, data.y, seed)
         step, state = self._prepare_step(data, be, warm, incremental, seed, run, resume)
         state, stopper = self._run(step, state, data, be, incremental, seed, run, callbacks or ())
         self._record(state, stopper, data, incremental)
         return self
 
-    def _resuming(self, checkpoint: Path | None, warm: bool, incremental: bool) -> bool:
-        """Whether this fit continues the checkpoint in ``checkpoint_dir``; refuse a fit that
-        would resume nothing when asked to, or overwrite another run's checkpoint."""
-        required = not isinstance(self.resume, str) and bool(self.resume)  # not 'auto'
-        if checkpoint is None:
-            if required:
-                raise ArgumentError(
-                    "resume=True needs a checkpoint_dir to resume from; set checkpoint_dir to "
-                    "the folder of the run to continue"
-                )
-            return False
-        folder = checkpoint.parent
-        if folder.exists() and not folder.is_dir():
-            raise fail("checkpoint_dir", "a folder (or a path to create one at)", str(folder))
-        exists = checkpoint.exists() or checkpoint.is_symlink()
-        if required and not incremental and not exists:
-            raise ArgumentError(
-                f"resume=True, but checkpoint_dir={str(folder)!r} holds no checkpoint "
-                f"({CHECKPOINT_NAME}): there is no run to continue. Check the folder's name; "
-                "resume='auto' starts afresh when there is none."
-            )
-        resume = bool(self.resume) and not incremental and exists
-        if resume and warm:
-            raise ArgumentError(
-                "warm_start=True and resume both say where to start from: the current "
-                "parameters, or the checkpoint in checkpoint_dir. Set warm_start=False to "
-                "continue the checkpoint's run, or resume=False to continue from params_ (in "
-                "another checkpoint_dir)."
-            )
-        if exists and not resume and self._checkpoint_writer(checkpoint) != self._writer_id():
-            raise ArgumentError(
-                f"checkpoint_dir={str(folder)!r} holds a checkpoint of another run, which this "
-                "fit would overwrite. Pass resume=True to continue that run, or give this one "
-                "another checkpoint_dir (or delete the checkpoint if it is no longer wanted)."
-            )
-        return resume
-
-    def _writer_id(self) -> str:
-        """Names this estimator in the checkpoints it writes: its own may be overwritten."""
-        if "_checkpoint_writer_id" not in vars(self):
-            self._checkpoint_writer_id = uuid.uuid4().hex
-        return self._checkpoint_writer_id
-
-    @staticmethod
-    def _checkpoint_writer(checkpoint: Path) -> str | None:
-        from anynet.io import load_checkpoint
-
-        writer = (load_checkpoint(checkpoint, backend="numpy").extra or {}).get("writer")
-        return writer if isinstance(writer, str) else None
-
-    def _run_seed(self, checkpoint: Path | None) -> int:
-        """The run's seed: ``random_state``'s; resuming without one, the checkpoint's own (a
-        fresh draw would make another run, which the checkpoint would refuse)."""
-        if self.random_state is None and checkpoint is not None:
-            from anynet.io import load_checkpoint
-
-            run = (load_checkpoint(checkpoint, backend="numpy").extra or {}).get("run")
-            if isinstance(run, dict) and isinstance(run.get("seed"), int):
-                return run["seed"]
-        return int_seed(self.random_state)
-
     def _batch_size(self, n: int) -> int:
         batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
         return min(batch_size, n)
-
-    def _run_record(self, data: _Data, seed: int) -> dict[str, Any]:
-        """What defines this training run, for its checkpoints: resuming one is refused unless
-        every entry is the same (``max_iter`` is not one: a run may be extended)."""
-        keys = (
-            "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1",
-            "beta_2", "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output",
-            "early_stopping", "validation_fraction", "tol", "n_iter_no_change",
-        )  # fmt: skip
-        return {
-            "estimator": type(self).__name__,
-            "network": self._network()[0].get_config(),
-            **{k: _plain(getattr(self, k)) for k in keys},  # np.float32(0.01) as JSON's 0.01
-            "batch_size": self._batch_size(len(data.X)),
-            "seed": seed,
-            "classes": [repr(c) for c in self.classes_.tolist()],
-            "data": fingerprint(data.X, data.y),
-        }
 
     def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
         """Phase 1: check and encode the data on the host; hold out a validation split."""
@@ -499,11 +418,6 @@ class NNClassifier(ClassifierMixin, NetworkEstimator):
             params, opt_state = ckpt.params, ckpt.opt_state
         step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
         return step, state
-
-    def _checkpoint_path(self) -> Path | None:
-        if self.checkpoint_dir is None:
-            return None
-        return Path(self.checkpoint_dir) / CHECKPOINT_NAME
 
     def _run(self, step, state, data: _Data, be, incremental, seed, run, extra):
         """Phase 3: the training loop, with early stopping, checkpoints and progress."""
