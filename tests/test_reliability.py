@@ -72,6 +72,23 @@ def test_1_a_non_finite_or_diverged_step_never_overwrites_a_good_checkpoint(tmp_
     assert ckpt.step == 4 and all(np.isfinite(p).all() for p in ckpt.params.values())
 
 
+def test_1_a_checkpoint_holds_parameters_whose_loss_was_checked(tmp_path):
+    """A step's loss is that of the parameters before its update: with a checkpoint after
+    every step, SGD at learning rate 1 saved the parameters of step 2 with a loss 159 times
+    the first. A checkpoint is now written once the next batch's loss vouches for it."""
+    kw = dict(solver="sgd", learning_rate_init=1.0, batch_size=30, shuffle=False)
+    clf = NNClassifier((8,), max_iter=3, random_state=0, checkpoint_steps=1, **kw)
+    with pytest.raises(DivergenceError, match=r"epoch 1, step \d+ of the epoch"):
+        clf.set_params(checkpoint_dir=tmp_path).fit(X, Y)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.safetensors", backend="numpy")
+    p, nxt = ckpt.params, slice(30 * ckpt.step, 30 * ckpt.step + 30)  # the batch after it
+    logits = np.maximum(X[nxt] @ p["0.W"] + p["0.b"], 0) @ p["2.W"] + p["2.b"]
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    loss = -log_p[np.arange(30), Y[nxt]].mean()
+    assert loss <= 100 * max(ckpt.extra["first_loss"], 1.0)
+
+
 def test_1_a_fit_never_overwrites_another_runs_checkpoint(tmp_path):
     """A fit (or partial_fit) in a folder holding another run's checkpoint overwrote it
     silently; the command line refused. An estimator may overwrite only its own."""

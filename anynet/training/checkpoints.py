@@ -31,7 +31,6 @@ from anynet.errors import (
     CheckpointLockedError,
     CheckpointMismatchError,
     ModelFileError,
-    NonFiniteLossError,
 )
 from anynet.training.callbacks import Callback, EarlyStopping, saved_state_problem
 from anynet.training.loop import TrainState
@@ -49,9 +48,15 @@ class Checkpointer(Callback):
     ``every_steps`` optimizer steps if set, on Ctrl-C or SIGTERM, and when the run stops early.
 
     Writes are atomic (:func:`anynet.io.save_checkpoint`): a kill leaves the last one whole.
-    The losses of the epoch in progress are checked before each write, so a run whose loss
-    turned NaN, infinite or diverged never overwrites its last good checkpoint. While the run
-    trains, the folder is locked: a second run writing to it is refused at its start.
+    Nothing unchecked replaces a checkpoint. A step's loss is that of the parameters *before*
+    its update, so the state due at a step or epoch is held (on the host) and written only
+    once the next step's loss, the loss of those parameters on a batch they were not trained
+    on, is finite and within the divergence limit; a run whose loss turned NaN, infinite or
+    diverged never overwrites its last good checkpoint. The state at the end of the run and
+    at Ctrl-C has no next step: it is written after
+    :meth:`~anynet.training.TrainState.check_params` (finite, not exploded, its loss on the
+    last batch within the limit). While the run trains, the folder is locked: a second run
+    writing to it is refused at its start.
 
     Parameters
     ----------
@@ -84,6 +89,7 @@ class Checkpointer(Callback):
         self.run = _json(dict(run or {}))
         self.meta = dict(meta or {})
         self._lock: Any = None
+        self._pending: dict[str, Any] | None = None  # a due state, until a loss vouches for it
 
     # --- one writer per folder --------------------------------------------------------------
 
@@ -91,20 +97,33 @@ class Checkpointer(Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = _lock(self.directory / LOCK_NAME)
         _remove_orphans(self.path)
+        self._pending = None
 
     def on_train_end(self, state: TrainState) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing the file releases the lock
-            self._lock = None
+        try:
+            if self._pending is not None and state.completed:
+                # The run's last state: no later step will vouch for it, and the loop
+                # checked it (check_params) at the end of its last epoch.
+                self._write(self._pending)
+        finally:
+            self._pending = None
+            if self._lock is not None:
+                self._lock.close()  # closing the file releases the lock
+                self._lock = None
 
     # --- writing ----------------------------------------------------------------------------
 
     def save(self, state: TrainState) -> None:
-        from anynet.io import save_checkpoint
+        """Write the current state now, after checking the parameters as they are."""
+        state.check_params()
+        self._pending = None
+        self._write(self._snapshot(state))
 
+    def _snapshot(self, state: TrainState) -> dict[str, Any]:
+        """The arguments of a write of the current state, copied to the host (a fused step
+        updates its buffers in place)."""
         # Read first: it raises if a loss of the epoch in progress is not finite or diverged.
         loss_sum, seen = state.epoch_loss_so_far()
-        _check_finite_params(state)
         states = {cb.name: cb.state_dict() for cb in state.callbacks}
         # ``batch`` > 0 only mid-epoch: resuming skips the batches already done, and the loss
         # they added up to so far is carried over.
@@ -118,26 +137,55 @@ class Checkpointer(Callback):
             "stop": state.stop,
             "callbacks": {name: s for name, s in states.items() if s is not None},
         }
-        save_checkpoint(
-            self.path,
-            params=state.params,
-            opt_state=state.opt_state,
-            epoch=state.epoch,
-            step=state.step,
-            history=state.history,
-            extra=extra,
-        )
+        return {
+            "params": _host_copy(state.params),
+            "opt_state": _host_copy(state.opt_state),
+            "epoch": state.epoch,
+            "step": state.step,
+            "history": {k: list(v) for k, v in state.history.items()},
+            "extra": _host_copy(extra),
+        }
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        from anynet.io import save_checkpoint
+
+        save_checkpoint(self.path, **snapshot)
+
+    def _vouch(self, state: TrainState) -> None:
+        """Write the held state once the newest loss, that of its parameters on the batch
+        after it, checks out (reading the losses raises if not)."""
+        if self._pending is not None:
+            state.epoch_loss_so_far()
+            pending, self._pending = self._pending, None
+            self._write(pending)
+
+    def on_step_end(self, state: TrainState) -> None:
+        self._vouch(state)
+        if self.every_steps and state.step % self.every_steps == 0:
+            self._pending = self._snapshot(state)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch % self.every == 0 or state.stop:
-            self.save(state)
-
-    def on_step_end(self, state: TrainState) -> None:
-        if self.every_steps and state.step % self.every_steps == 0:
-            self.save(state)
+            # Supersedes a state held from the epoch's last step: the same parameters, and the
+            # epoch now counted in the history.
+            self._pending = self._snapshot(state)
 
     def on_interrupt(self, state: TrainState) -> None:
         self.save(state)
+
+
+def _host_copy(tree: Any) -> Any:
+    """``tree`` with every array copied to a NumPy array (dicts, lists and tuples, NamedTuples
+    among them, rebuilt)."""
+    if isinstance(tree, dict):
+        return {k: _host_copy(v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(_host_copy(v) for v in tree))
+    if isinstance(tree, list | tuple):
+        return type(tree)(_host_copy(v) for v in tree)
+    if hasattr(tree, "shape") and hasattr(tree, "dtype"):
+        return np.array(to_numpy(tree), copy=True)
+    return tree
 
 
 def read_checkpoint(
@@ -308,21 +356,6 @@ def _check_history(fail: Any, history: Any, epoch: int) -> dict[str, list[float]
         if bad is not None or any(isinstance(v, bool) for v in values):
             raise fail(f"its history {name!r} holds {_short(bad)}; expected finite numbers")
     return {name: [float(v) for v in values] for name, values in history.items()}
-
-
-def _check_finite_params(state: TrainState) -> None:
-    """Refuse to checkpoint non-finite parameters, naming where the run is: a finite loss does
-    not prove them finite (ReLU maps a NaN input to 0)."""
-    for name, value in state.params.items():
-        host = to_numpy(value)
-        bad = host.size - int(np.count_nonzero(np.isfinite(host)))
-        if bad:
-            raise NonFiniteLossError(
-                f"parameter {name!r} holds {bad} NaN or infinite values at epoch "
-                f"{state.epoch + 1}, global step {state.step}; training stopped before saving "
-                "them. The last checkpoint holds the last good parameters. Lower the learning "
-                "rate, scale the inputs (standardize), or check the data for NaN."
-            )
 
 
 def _json(value: Any) -> Any:

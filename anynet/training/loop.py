@@ -75,6 +75,9 @@ class TrainState:
     #: Whether an L1 or L2 strength is 1 or more (set by :func:`train`): penalties that weigh
     #: the weights as much as the data, which a message about overflow should mention.
     strong_penalty: bool = False
+    #: Set by :func:`train` when the run ends as asked (its epochs done, or stopped), not by
+    #: an exception.
+    completed: bool = False
     #: The callbacks of the run, bound by :func:`train` (a checkpoint saves their states).
     callbacks: tuple[Any, ...] = field(default=(), repr=False)
     #: Callback states read from a checkpoint, by callback name, restored by :func:`train`.
@@ -182,9 +185,11 @@ class TrainState:
         advice = self._advice()
         for name, largest in zip(names, host, strict=False):
             if not np.isfinite(largest):
+                values = be.to_numpy(params[name])
+                bad = values.size - int(np.count_nonzero(np.isfinite(values)))
                 raise NonFiniteLossError(
-                    f"parameter {name!r} holds NaN or infinite values {at}; {kept} {advice} "
-                    "for NaN."
+                    f"parameter {name!r} holds {bad} NaN or infinite values {at}; {kept} "
+                    f"{advice} for NaN."
                 )
         off = "To train on regardless, turn the check off (divergence_factor=None)."
         if self.divergence_factor is not None:
@@ -407,6 +412,7 @@ def train(
     _check_labels_fit(step.model, loader)
     state.losses_are_means = getattr(step, "reduction", "mean") == "mean"
     state.callbacks = tuple(callbacks)
+    state.completed = False
     if state.step > 0:  # resumed: the callbacks continue from what the checkpoint kept
         for cb in state.callbacks:
             saved = state.callback_states.get(cb.name)
@@ -458,6 +464,7 @@ def train(
             for cb in callbacks:
                 cb.on_epoch_end(state)
             boundary.check()
+        state.completed = True
     except KeyboardInterrupt:
         for cb in callbacks:
             cb.on_interrupt(state)
