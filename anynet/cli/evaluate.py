@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anynet.cli.data import load_data
+from anynet.cli.data import integer_labels, load_data
 from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
+from anynet.errors import AnynetError
 
 #: The file ``--plots`` writes, in its folder.
 PLOT = "confusion_matrix.png"
@@ -26,6 +27,8 @@ def add_evaluate(subparsers) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     import anynet
     from anynet import metrics
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
@@ -39,8 +42,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             reads=[Place("MODEL", args.model, args.model, "the model being evaluated")],
         )
     clf = anynet.load(args.model, backend=args.backend)
+    _check_fashion_mnist_labels(args.model, clf.classes_)
     X, y = load_data(args, ["test"])
-    pred = clf.predict(X)
+    # Whole numbers from 0 to 9 (checked above) as the integers the metrics take: a model
+    # fitted on the labels 0.0 to 9.0 predicts floats.
+    pred = np.asarray(clf.predict(X)).astype(np.int64)
     print(metrics.classification_report(y, pred, class_names=NAMES))
     print()
     print("confusion matrix (rows: true class, columns: predicted)")
@@ -55,3 +61,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         plots.plot_confusion_matrix(cm, NAMES, path=args.plots / PLOT)
     return 0
+
+
+def _check_fashion_mnist_labels(path: Path, classes) -> None:
+    """Refuse a model whose classes are not among Fashion-MNIST's labels: scores against the test
+    set's labels 0 to 9 mean something only for a model whose classes are among them (a model
+    trained on labels 1 to 10 would be scored one class off, without a word). A model that
+    knows only some of them is scored, with a warning: the others it never predicts."""
+    import warnings
+
+    from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
+
+    labels = integer_labels(classes)
+    shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in classes[:12])
+    if len(classes) > 12:
+        shown += f", ... ({len(classes)} classes)"
+    if labels is None:
+        raise AnynetError(
+            f"{path}: the model's classes are {shown}, not all among the labels of "
+            "Fashion-MNIST's test set, the integers 0 to 9 (0 T-shirt/top ... 9 Ankle boot): "
+            "its scores there would mean nothing. Evaluate a model trained on those labels (as "
+            "anynet train's are), or score this one in Python on data labelled as its classes"
+        )
+    if len(labels) < len(NAMES):
+        missing = sorted(set(range(len(NAMES))) - set(labels))
+        warnings.warn(
+            f"{path}: the model knows {len(labels)} of Fashion-MNIST's {len(NAMES)} classes "
+            f"({shown}); the test images of the others ({', '.join(map(str, missing))}) are "
+            "all counted as errors",
+            stacklevel=2,
+        )

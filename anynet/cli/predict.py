@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from anynet.cli.arguments import positive_int
+from anynet.cli.data import class_names
 from anynet.errors import AnynetError
 
 
@@ -19,7 +20,9 @@ def add_predict(subparsers) -> None:
         "JPEG images must be 28x28, Fashion-MNIST style (a light object on a dark background; "
         "--invert for dark on light), and are read as 8-bit gray: 16-bit gray scaled by its "
         "bit depth, colour by its luma, transparent pixels as the background (black, or white "
-        "with --invert); other modes, such as CMYK, are refused. An IDX file may hold many.",
+        "with --invert); other modes, such as CMYK, are refused. An IDX file may hold many. "
+        "A model trained on Fashion-MNIST's labels 0 to 9 answers with their names; any other "
+        "model with its own class labels.",
     )
     p.add_argument("model", type=Path)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
@@ -186,9 +189,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     import anynet
-    from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
 
     clf = anynet.load(args.model, backend=args.backend)
+    classes = class_names(clf.classes_)
     for path in args.images:
         images = _read_images(path, args.invert)
         if images.shape[1] * images.shape[2] != clf.n_features_in_:
@@ -200,12 +203,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for i, p in enumerate(proba):
             order = np.argsort(p)[::-1][: args.top]
             label = f"{path}[{i}]" if len(images) > 1 else str(path)
-            names = [
-                NAMES[int(clf.classes_[k])]
-                if len(clf.classes_) == len(NAMES)
-                else str(clf.classes_[k])
-                for k in order
-            ]
+            names = [classes[k] for k in order]
             top = ", ".join(f"{n} {p[k]:.1%}" for n, k in zip(names, order, strict=True))
             print(f"{label}: {names[0]}  ({top})")
     return 0
