@@ -148,6 +148,76 @@ def test_palette_with_a_transparent_entry(model, tmp_path):
     assert a == b
 
 
+def trns_pictures(tmp_path: Path) -> list[tuple[Path, np.ndarray]]:
+    """PNGs without alpha whose tRNS chunk names one colour transparent (gray 8- and 16-bit,
+    1-bit, RGB), each with its 8-bit gray picture and where it is transparent."""
+    gray = picture(10)
+    # Five columns in the colour named transparent: a mid gray, neither background (black, or
+    # white with --invert); and any pixel of that gray elsewhere.
+    gray[:, :5] = 77
+    clear = gray == 77
+    rgb = np.stack([gray] * 3, axis=-1)
+    bits = gray >= 128
+    out = [
+        (save(tmp_path, "l.png", Image.fromarray(gray), transparency=77), gray, clear),
+        (
+            save(tmp_path, "rgb.png", Image.fromarray(rgb), transparency=(77, 77, 77)),
+            gray,
+            clear,
+        ),
+        (
+            save(
+                tmp_path,
+                "16.png",
+                Image.fromarray(gray.astype(np.uint16) * 257),
+                transparency=77 * 257,
+            ),
+            gray,
+            clear,
+        ),
+        (
+            save(tmp_path, "1.png", Image.fromarray(bits), transparency=1),
+            np.where(bits, 255, 0),
+            bits,
+        ),
+    ]
+    for path, _, _ in out:
+        assert "transparency" in Image.open(path).info, path
+    return out
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_a_transparent_colour_is_the_background(tmp_path, invert):
+    """A gray or RGB PNG without alpha may name one colour transparent: those pixels are the
+    background, as alpha 0 is. They used to be read as that colour (a mid gray, here)."""
+    from anynet.cli.predict import _gray_pixels
+
+    for path, gray, clear in trns_pictures(tmp_path):
+        with Image.open(path) as image:
+            got = _gray_pixels(image, invert=invert)
+        shown = 255 - gray if invert else gray
+        np.testing.assert_array_equal(got, np.where(clear, 0, shown), err_msg=str(path))
+
+
+def test_a_transparent_colour_is_read_as_predict_runs(model, tmp_path):
+    path, gray, clear = trns_pictures(tmp_path)[0]
+    expected = save(
+        tmp_path, "expected.png", Image.fromarray(np.where(clear, 0, gray).astype(np.uint8))
+    )
+    a, b = predictions(model, expected, path)
+    assert a == b
+
+
+def test_a_malformed_transparent_colour_is_refused():
+    from anynet.cli.predict import _gray_pixels
+    from anynet.errors import DataError
+
+    image = Image.fromarray(picture(11))
+    image.info["transparency"] = b"\x00\x01"  # a palette's table, on a gray image
+    with pytest.raises(DataError, match="transparent gray level"):
+        _gray_pixels(image, invert=False)
+
+
 def test_rgb_is_read_by_its_luma(model, tmp_path):
     rgb = np.random.default_rng(6).integers(0, 256, (28, 28, 3), dtype=np.uint8)
     color = save(tmp_path, "rgb.png", Image.fromarray(rgb))

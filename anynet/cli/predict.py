@@ -19,10 +19,10 @@ def add_predict(subparsers) -> None:
         description="Print the predicted class and top probabilities of each image. PNG and "
         "JPEG images must be 28x28, Fashion-MNIST style (a light object on a dark background; "
         "--invert for dark on light), and are read as 8-bit gray: 16-bit gray scaled by its "
-        "bit depth, colour by its luma, transparent pixels as the background (black, or white "
-        "with --invert); other modes, such as CMYK, are refused. An IDX file may hold many. "
-        "A model trained on Fashion-MNIST's labels 0 to 9 answers with their names; any other "
-        "model with its own class labels.",
+        "bit depth, colour by its luma, transparent pixels (alpha, or the colour a PNG names "
+        "transparent) as the background (black, or white with --invert); other modes, such "
+        "as CMYK, are refused. An IDX file may hold many. A model trained on Fashion-MNIST's "
+        "labels 0 to 9 answers with their names; any other model with its own class labels.",
     )
     p.add_argument("model", type=Path)
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
@@ -145,9 +145,11 @@ def _gray_pixels(im, invert: bool, name: str = "the image"):
     - 8-bit gray as it is (and 1-bit: 0 and 255);
     - 16-bit gray scaled by its bit depth, 65535 to 255, rounded: not by the image's own
       maximum, which would brighten a dark image;
-    - colour by Pillow's luma (ITU-R 601-2), alpha and transparent palette entries
-      composited on the picture's background: black, Fashion-MNIST's, or with ``invert``
-      (a dark object on a light ground) white, which the inversion then makes black.
+    - colour by Pillow's luma (ITU-R 601-2);
+    - transparency composited on the picture's background: black, Fashion-MNIST's, or with
+      ``invert`` (a dark object on a light ground) white, which the inversion then makes
+      black. Transparency is alpha (LA, RGBA, PA), a palette's transparent entries, or the one
+      colour a gray or RGB PNG names transparent (its tRNS chunk).
 
     Any other mode (CMYK, floats, premultiplied alpha...) raises DataError naming it (and the
     image's ``name``)."""
@@ -156,8 +158,9 @@ def _gray_pixels(im, invert: bool, name: str = "the image"):
     from anynet.errors import DataError
 
     mode = im.mode
+    background = 255 if invert else 0
     if mode in ("L", "1"):
-        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+        gray = values = np.asarray(im.convert("L"), dtype=np.uint8)
     elif mode in _GRAY16:
         values = np.asarray(im).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
@@ -167,6 +170,7 @@ def _gray_pixels(im, invert: bool, name: str = "the image"):
             )
         gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
     elif mode == "RGB":
+        values = np.asarray(im)
         gray = np.asarray(im.convert("L"), dtype=np.uint8)
     elif mode in ("RGBA", "LA", "P", "PA"):
         if mode in ("P", "PA"):
@@ -175,14 +179,40 @@ def _gray_pixels(im, invert: bool, name: str = "the image"):
             im = im.convert("LA")
         la = np.asarray(im).astype(np.int64)
         luma, alpha = la[..., 0], la[..., 1]
-        background = 255 if invert else 0
         gray = ((luma * alpha + background * (255 - alpha) + 127) // 255).astype(np.uint8)
+        return 255 - gray if invert else gray
     else:
         raise DataError(
             f"{name}: an image in mode {mode!r}, which anynet does not read as gray (it reads "
             "8- and 16-bit gray, RGB, gray or RGB with alpha, and palettes); save it as 8-bit gray"
         )
+    # A PNG without alpha may still name one colour transparent (its tRNS chunk): those pixels
+    # are the background too, as alpha 0 is.
+    transparent = _transparent_colour(im, values, name)
+    if transparent is not None:
+        gray = np.where(transparent, background, gray).astype(np.uint8)
     return 255 - gray if invert else gray
+
+
+def _transparent_colour(im, values, name: str):
+    """Where the pixels ``values`` of a gray or RGB image are the colour its PNG tRNS chunk
+    names transparent (Pillow's ``info['transparency']``), or None without one."""
+    import numpy as np
+
+    from anynet.errors import DataError
+
+    colour = im.info.get("transparency")
+    if colour is None:
+        return None
+    if im.mode == "RGB":
+        if not (isinstance(colour, tuple) and len(colour) == 3):
+            raise DataError(f"{name}: a transparent colour {colour!r}, not an (R, G, B) triple")
+        return np.all(values == np.asarray(colour, dtype=values.dtype), axis=-1)
+    if not isinstance(colour, int) or isinstance(colour, bool):
+        raise DataError(f"{name}: a transparent gray level {colour!r}, not an integer")
+    if im.mode == "1":  # 1-bit gray: level 1 is white, which Pillow reads as 255
+        colour = 255 if colour else 0
+    return values == colour
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
