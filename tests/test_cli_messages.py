@@ -28,6 +28,9 @@ def anynet_cmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
 
 
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/null")
+
+
 @pytest.fixture
 def no_data(tmp_path) -> list[str]:
     empty = tmp_path / "no-data"
@@ -117,17 +120,51 @@ def test_data_not_found_names_the_flags_and_stays_readable(command, no_data, mod
     assert "leave out --no-download" in out.stderr and "pass --data-dir" in out.stderr
 
 
-@pytest.mark.parametrize("what", ["a file", "missing"])
+@pytest.mark.parametrize("what", ["a file", "missing", "a FIFO", "a dangling symlink"])
 def test_data_dir_that_cannot_hold_the_data(what, tmp_path):
+    # A FIFO was called "a file", a symlink to nothing "missing" (or, with the download
+    # allowed, "[Errno 17] File exists" from a mirror): each is now named for what it is.
     folder = tmp_path / "data"
     if what == "a file":
         folder.write_text("not a folder")
-    out = anynet_cmd("train", "--data-dir", str(folder), "--no-download")
+    elif what == "a FIFO":
+        os.mkfifo(folder)
+    elif what == "a dangling symlink":
+        folder.symlink_to(tmp_path / "gone")
+    # Without --no-download a missing folder is made, and the data downloaded into it.
+    for download in (["--no-download"], [] if what != "missing" else ["--no-download"]):
+        out = anynet_cmd("train", "--data-dir", str(folder), *download, timeout=60)
+        assert out.returncode == 1, out.stderr
+        error = f"anynet train: error: --data-dir {folder} "
+        if what == "missing":
+            assert out.stderr.strip() == error + "does not exist (and --no-download is given)"
+            continue
+        kind = {"a dangling symlink": f"a symlink to {tmp_path / 'gone'}, which does not exist"}
+        assert out.stderr.strip().startswith(error + f"is {kind.get(what, what)}, not a folder; ")
+        assert "expected the folder holding Fashion-MNIST's files" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+@linux_only
+def test_data_dir_that_is_a_device():
+    out = anynet_cmd("train", "--data-dir", "/dev/null", timeout=60)
+    assert out.returncode == 1 and "--data-dir /dev/null is a character device" in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+def test_a_data_file_that_is_not_a_regular_file(kind, tmp_path, model_file):
+    # It was passed over as missing: "t10k-labels-idx1-ubyte.gz is not in --data-dir".
+    data = tmp_path / "data"
+    data.mkdir()
+    name = data / "t10k-labels-idx1-ubyte.gz"
+    os.mkfifo(name) if kind == "FIFO" else name.mkdir()
+    out = anynet_cmd("evaluate", model_file, "--data-dir", str(data), "--no-download", timeout=60)
     assert out.returncode == 1, out.stderr
-    needle = "is a file, not a folder" if what == "a file" else "does not exist"
-    assert out.stderr.strip() == f"anynet train: error: --data-dir {folder} {needle}" + (
-        " (and --no-download is given)" if what == "missing" else ""
+    assert out.stderr.strip().startswith(
+        f"anynet evaluate: error: --data-dir {data}: t10k-labels-idx1-ubyte.gz in it is a "
+        f"{kind}, not a regular file"
     )
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_library_words_become_flags():
@@ -205,6 +242,31 @@ def test_out_of_memory_is_one_line(tmp_path):
     assert "Traceback" not in out.stderr
     error = out.stderr.strip().splitlines()[-1]
     assert error.startswith("anynet train: error: out of memory: ") and "--hidden" in error
+
+
+def test_out_of_memory_without_a_message_says_where(monkeypatch, capsys):
+    # A MemoryError() with no message was reported as "out of memory: " and nothing more.
+    import anynet.cli
+    from anynet.cli.info import add_info
+
+    def allocate_everything(args):
+        raise MemoryError()
+
+    monkeypatch.setitem(anynet.cli.COMMANDS, "info", (add_info, allocate_everything))
+    monkeypatch.delenv("ANYNET_DEBUG", raising=False)
+    assert anynet.cli.main(["info"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert error.startswith("anynet info: error: out of memory: an allocation in ")
+    assert "allocate_everything was refused" in error
+
+
+def test_out_of_memory_keeps_numpys_message():
+    from anynet.cli import _out_of_memory
+
+    said = _out_of_memory("predict", MemoryError("Unable to allocate 5.6 TiB for an array"))
+    assert said.startswith("out of memory: Unable to allocate 5.6 TiB for an array (")
+    assert "fewer images" in said
 
 
 @pytest.mark.parametrize("value", ["1", "0.5", "-3", "nan", "none"])

@@ -72,6 +72,29 @@ def _report(prefix: str, message: str) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
+#: What to try when a command runs out of memory.
+_MEMORY_HINTS = {
+    "train": "a smaller --hidden, --batch-size or --limit?",
+    "evaluate": "a machine with more memory, or a smaller model?",
+    "predict": "fewer images at once: smaller IDX files, or fewer IMAGE arguments?",
+}
+
+
+def _out_of_memory(command: str, exc: MemoryError) -> str:
+    """The one line for a refused allocation: NumPy's message says what it was (``Unable to
+    allocate 5.6 TiB for an array with shape ...``); where a MemoryError has none, where it
+    happened, in anynet's or a library's function."""
+    said = str(exc).strip()
+    if not said:
+        tb, where = exc.__traceback__, ""
+        while tb is not None:  # the innermost frame: where the allocation was asked for
+            frame = tb.tb_frame
+            where = f" in {frame.f_globals.get('__name__', '?')}.{frame.f_code.co_name}"
+            tb = tb.tb_next
+        said = f"an allocation{where} was refused (its size not reported)"
+    return f"out of memory: {said} ({_MEMORY_HINTS.get(command, 'a machine with more memory?')})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -94,8 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as exc:  # an allocation refused outright; the OOM killer is no exception
         if os.environ.get("ANYNET_DEBUG"):
             raise
-        hint = {"train": " (a smaller --hidden, --batch-size or --limit?)"}.get(args.command, "")
-        _report(f"{prefix}: error", f"out of memory: {exc}{hint}")
+        _report(f"{prefix}: error", _out_of_memory(args.command, exc))
         return 1
     except KeyboardInterrupt:
         print(f"anynet {args.command}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from anynet.cli.messages import in_flags
 from anynet.errors import AnynetError
@@ -15,16 +16,65 @@ def load_data(args: argparse.Namespace, splits: Sequence[str] = ("train", "test"
     from anynet.datasets import load_fashion_mnist
 
     folder = args.data_dir
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise AnynetError(f"--data-dir {folder} is a file, not a folder")
-    if folder is not None and not folder.exists() and args.no_download:
-        # Without --no-download the data is downloaded into it: a new folder is fine then.
-        raise AnynetError(f"--data-dir {folder} does not exist (and --no-download is given)")
+    if folder is not None:
+        _check_data_dir(folder, splits, args.no_download)
     out = []
     with in_flags():
         for split in splits:
             out += load_fashion_mnist(split, data_dir=folder, download=not args.no_download)
     return out
+
+
+def _check_data_dir(folder: Path, splits: Sequence[str], no_download: bool) -> None:
+    """Refuse a ``--data-dir`` that is not a folder, saying what it is, and a Fashion-MNIST file
+    in it that is not a regular file: the loader would pass it over as missing (and download
+    a copy over it)."""
+    from anynet.datasets import FASHION_MNIST_FILES
+
+    kind = _kind(folder)
+    if kind == "missing" and no_download:
+        # Without --no-download the data is downloaded into it: a new folder is fine then.
+        raise AnynetError(f"--data-dir {folder} does not exist (and --no-download is given)")
+    if kind not in ("missing", "a folder"):
+        raise AnynetError(
+            f"--data-dir {folder} is {kind}, not a folder; expected the folder holding "
+            "Fashion-MNIST's files (or, without --no-download, one to download them into)"
+        )
+    if kind == "missing":
+        return
+    prefixes = tuple({"train": "train-", "test": "t10k-"}[split] for split in splits)
+    for name in FASHION_MNIST_FILES:
+        for path in (folder / f"{name}.gz", folder / name):
+            kind = _kind(path)
+            if name.startswith(prefixes) and kind not in ("missing", "a file"):
+                raise AnynetError(
+                    f"--data-dir {folder}: {path.name} in it is {kind}, not a regular file; "
+                    "expected Fashion-MNIST's file of that name (or nothing, to have it "
+                    "downloaded there): remove it, or give another --data-dir"
+                )
+
+
+def _kind(path: Path) -> str:
+    """What ``path`` is, in words: ``"a folder"``, ``"a file"`` (regular), ``"missing"``, ``"a
+    FIFO"``, ``"a symlink to X, which does not exist"``..."""
+    import os
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"a symlink to {os.readlink(path)}, which does not exist"
+        return "missing"
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def integer_labels(classes) -> list[int] | None:
