@@ -414,7 +414,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         if resume:
             shapes = model.param_shapes()
             path = self._checkpoint_path()
-            state, ckpt = read_checkpoint(path, backend=be, param_shapes=shapes, run=run)
+            state, ckpt = read_checkpoint(
+                path, backend=be, param_shapes=shapes, run=run, dtype=self.dtype
+            )
             params, opt_state = ckpt.params, ckpt.opt_state
         step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
         return step, state
