@@ -287,3 +287,57 @@ def test_idx_files_raw_and_gzipped(model, tmp_path):
         assert out.stdout.splitlines() == [
             f"{tmp_path / name}[{i}]: {answer}" for i, answer in enumerate(expected)
         ]
+
+
+def idx3(shape: tuple[int, ...], payload: bytes, code: int = 0x08) -> bytes:
+    return struct.pack(f">HBB{len(shape)}I", 0, code, len(shape), *shape) + payload
+
+
+def test_idx_of_another_image_size_is_refused_from_its_header(model, tmp_path):
+    # The payload is damaged past the header: reading it would fail on that instead. Refused
+    # from the header, it is never read (nor inflated).
+    images = np.random.default_rng(12).integers(0, 256, (500, 32, 32), dtype=np.uint8)
+    blob = bytearray(gzip.compress(idx3(images.shape, images.tobytes())))
+    blob[len(blob) // 2 : len(blob) // 2 + 64] = bytes(64)
+    (tmp_path / "32x32.gz").write_bytes(bytes(blob))
+    out = anynet_cmd("predict", model, str(tmp_path / "32x32.gz"))
+    refused(out, "32x32.gz: images of 32x32 pixels (from its header)", "the model takes 784")
+
+
+@pytest.mark.parametrize(
+    ("shape", "code", "needle"),
+    [
+        ((1, 28, 28), 0x0D, "announces float32 values of shape (1, 28, 28)"),
+        ((1, 28, 28, 1), 0x08, "of shape (1, 28, 28, 1)"),
+    ],
+)
+def test_idx_of_other_values_is_refused_from_its_header(model, tmp_path, shape, code, needle):
+    size = int(np.prod(shape)) * (4 if code == 0x0D else 1)
+    (tmp_path / "other.idx").write_bytes(idx3(shape, bytes(size), code))
+    refused(anynet_cmd("predict", model, str(tmp_path / "other.idx")), needle, "takes uint8 images")
+
+
+def test_idx_announcing_billions_of_images_is_refused_at_once(model, tmp_path):
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(idx3((2**31 - 1, 28, 28), bytes(784 * 8))))
+    out = anynet_cmd("predict", model, str(tmp_path / "huge.gz"), timeout=60)
+    refused(out, "huge.gz", "(2147483647, 28, 28)")
+
+
+def test_idx_of_one_image_and_of_many_chunks(model, tmp_path):
+    # One (28, 28) image; and more images than predict classifies at once, numbered on.
+    from anynet.cli.predict import _CHUNK
+
+    images = np.random.default_rng(13).integers(0, 256, (_CHUNK + 5, 28, 28), dtype=np.uint8)
+    (tmp_path / "one.idx").write_bytes(idx3((28, 28), images[0].tobytes()))
+    (tmp_path / "many.idx").write_bytes(idx3(images.shape, images.tobytes()))
+    out = anynet_cmd("predict", model, str(tmp_path / "one.idx"), str(tmp_path / "many.idx"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1 + len(images)
+    expected = anynet.load(model).predict(images.reshape(len(images), -1))
+    assert lines[0].startswith(
+        f"{tmp_path / 'one.idx'}: {anynet.datasets.FASHION_MNIST_CLASSES[expected[0]]}  ("
+    )
+    for i in (0, _CHUNK - 1, _CHUNK, len(images) - 1):
+        name = anynet.datasets.FASHION_MNIST_CLASSES[expected[i]]
+        assert lines[1 + i].startswith(f"{tmp_path / 'many.idx'}[{i}]: {name}  ("), lines[1 + i]

@@ -33,12 +33,15 @@ def add_predict(subparsers) -> None:
 
 #: The first bytes of each kind of file predict reads.
 _PNG, _JPEG, _GZIP, _IDX = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\x1f\x8b", b"\x00\x00"
+#: Images classified at once.
+_CHUNK = 4096
 #: Pillow's modes of 16-bit gray: a 16-bit gray PNG opens as 'I;16' (as 'I' before Pillow 10).
 _GRAY16 = ("I;16", "I;16B", "I;16L", "I")
 
 
-def _read_images(path: Path, invert: bool):
-    """(N, 28, 28) uint8 images from an IDX file, or one PNG/JPEG; DataError when unreadable.
+def _read_images(path: Path, invert: bool, n_features: int):
+    """(N, H, W) uint8 images from an IDX file, or one 28x28 PNG/JPEG; DataError when
+    unreadable, or when its images are not of the model's ``n_features`` pixels.
 
     Only a regular file is opened, and only its first bytes are read before its kind is known:
     a FIFO would block the read, /dev/zero never end it."""
@@ -48,10 +51,24 @@ def _read_images(path: Path, invert: bool):
         head = f.read(len(_PNG))
         if head.startswith(_PNG) or head.startswith(_JPEG):
             f.seek(0)
-            return _read_picture(f, path, invert)[None]
+            images = _read_picture(f, path, invert)[None]
+            _check_pixels(path, images.shape, n_features)
+            return images
     if head.startswith(_GZIP) or head.startswith(_IDX):
-        return _read_idx_images(path)
+        return _read_idx_images(path, n_features)
     raise DataError(f"{path}: not a PNG/JPEG image or an IDX file (it begins {head[:4]!r})")
+
+
+def _check_pixels(path: Path, shape: tuple[int, ...], n_features: int, header: str = "") -> None:
+    """Refuse images of ``shape`` (N, H, W) whose H x W pixels are not the model's features."""
+    from anynet.errors import DataError
+
+    height, width = shape[1:]
+    if height * width != n_features:
+        raise DataError(
+            f"{path}: images of {height}x{width} pixels{header}; the model takes {n_features} "
+            "features (28x28 for Fashion-MNIST's); give images of its size"
+        )
 
 
 def _open_regular(path: Path):
@@ -80,21 +97,28 @@ def _open_regular(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def _read_idx_images(path: Path):
-    """The images of an IDX file, through anynet's IDX reader (regular files only, the header
-    read first, every read bounded)."""
+def _read_idx_images(path: Path, n_features: int):
+    """The images of an IDX file, through anynet's IDX reader (regular files only, every read
+    bounded). The header is read and checked first: a file of other values than 8-bit images,
+    of images of another size than the model's, or that announces more than the reader takes
+    (2 GiB), is refused before its payload is read or inflated."""
     import numpy as np
 
-    from anynet.datasets import read_idx
+    from anynet.datasets import read_idx, read_idx_header
     from anynet.errors import DataError
 
-    images = read_idx(path)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim != 3 or images.dtype != np.uint8 or len(images) == 0:
+    dtype, shape = read_idx_header(path)
+    if dtype != np.uint8 or len(shape) not in (2, 3):  # an empty one the reader refuses
         raise DataError(
-            f"{path}: expected uint8 images (N, 28, 28); got {images.dtype} {images.shape}"
+            f"{path}: its header announces {dtype} values of shape {shape}; predict takes "
+            "uint8 images, (N, 28, 28) or one (28, 28), as Fashion-MNIST's image files hold"
         )
+    images_shape = shape if len(shape) == 3 else (1, *shape)
+    _check_pixels(path, images_shape, n_features, header=" (from its header)")
+    # Held to the header's item shape: a file replaced since the header was read is refused.
+    images = read_idx(path, item_shape=shape[1:]).reshape(images_shape)
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: expected uint8 images; got {images.dtype} {images.shape}")
     return images
 
 
@@ -223,17 +247,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     clf = anynet.load(args.model, backend=args.backend)
     classes = class_names(clf.classes_)
     for path in args.images:
-        images = _read_images(path, args.invert)
-        if images.shape[1] * images.shape[2] != clf.n_features_in_:
-            raise AnynetError(
-                f"{path}: images of {images.shape[1]}x{images.shape[2]} pixels; "
-                f"the model takes {clf.n_features_in_} features"
-            )
-        proba = clf.predict_proba(images)
-        for i, p in enumerate(proba):
-            order = np.argsort(p)[::-1][: args.top]
-            label = f"{path}[{i}]" if len(images) > 1 else str(path)
-            names = [classes[k] for k in order]
-            top = ", ".join(f"{n} {p[k]:.1%}" for n, k in zip(names, order, strict=True))
-            print(f"{label}: {names[0]}  ({top})")
+        images = _read_images(path, args.invert, clf.n_features_in_)
+        # A chunk at a time: an IDX file may hold millions of images, and the network's floats
+        # for all of them at once would take many times the file's bytes.
+        for start in range(0, len(images), _CHUNK):
+            proba = clf.predict_proba(images[start : start + _CHUNK])
+            for i, p in enumerate(proba, start):
+                order = np.argsort(p)[::-1][: args.top]
+                label = f"{path}[{i}]" if len(images) > 1 else str(path)
+                names = [classes[k] for k in order]
+                top = ", ".join(f"{n} {p[k]:.1%}" for n, k in zip(names, order, strict=True))
+                print(f"{label}: {names[0]}  ({top})")
     return 0
