@@ -304,3 +304,11 @@ def test_evaluate_plot_that_is_the_model(how, tmp_path, no_data):
     out = anynet_cmd("evaluate", str(model), *no_data, "--plots", str(plots))
     refused_before_the_work(out, "--plots", "the model being evaluated", "give --plots")
     assert model.read_bytes() == b"a model"
+
+
+def test_out_where_the_data_is_to_be_downloaded(tmp_path):
+    # The data would be downloaded into a new folder of that name, and the model then fail to
+    # be written over the folder, after training.
+    out = anynet_cmd("train", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "d"))
+    refused_before_the_work(out, "--out", "which is --data-dir", "a folder the run makes")
+    assert not (tmp_path / "d").exists()

@@ -274,6 +274,8 @@ def _check_outputs_apart(args: argparse.Namespace) -> None:
         folders.append(Place("--checkpoint-dir", ck, ck, "the checkpoints"))
         writes.append(Place("--checkpoint-dir", ck, ck / CHECKPOINT_NAME, "the checkpoint"))
         writes.append(Place("--checkpoint-dir", ck, ck / LOCK_NAME, "the checkpoint's lock"))
+    if args.data_dir is not None:  # made, if missing, to download the data into
+        folders.append(Place("--data-dir", args.data_dir, args.data_dir, "the data"))
     if args.plots is not None:
         folders.append(Place("--plots", args.plots, args.plots, "the plots"))
         writes += [
