@@ -254,3 +254,35 @@ def test_resume_with_more_epochs_extends_the_run(tmp_path):
         coefs(tmp_path / "more.safetensors"), coefs(tmp_path / "two.safetensors"), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_data
+@pytest.mark.parametrize("checkpoints", [True, False])
+def test_a_model_that_cannot_be_written_says_where_it_is(
+    tmp_path, monkeypatch, capsys, checkpoints
+):
+    """--out checked at the start can still fail at the end (a full disk): the error says
+    whether the trained model is kept, and the --resume it suggests writes it."""
+    from anynet.cli import main
+
+    args = ["train", "--limit", "1000", "--epochs", "1", "--hidden", "8", "--quiet"]
+    args += ["--out", str(tmp_path / "m.safetensors")]
+    ck = ["--checkpoint-dir", str(tmp_path / "ck")] if checkpoints else []
+
+    def disk_full(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.delenv("ANYNET_DEBUG", raising=False)
+    with monkeypatch.context() as m:
+        m.setattr(anynet, "save", disk_full)
+        assert main([*args, *ck]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"anynet train: error: --out {tmp_path / 'm.safetensors'}: No space")
+    assert not (tmp_path / "m.safetensors").exists()
+    if not checkpoints:
+        assert "the trained model is lost" in error
+        return
+    assert "rerun this command with --resume" in error
+    again = anynet_cmd(*args, *ck, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert anynet.load(tmp_path / "m.safetensors").n_iter_ == 1

@@ -246,9 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"anynet train: {what}{where}", file=sys.stderr)
         return 128 + int(signum)
     seconds = time.perf_counter() - t0
-    import anynet
-
-    anynet.save(clf, args.out)
+    _save(clf, args)
     history = clf.history_
     test_acc = history["val_accuracy"][-1]
     print(
@@ -259,6 +257,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         _write_plots(clf, X_test, y_test, args.plots)
         print(f"plots: {args.plots}/")
     return 0
+
+
+def _save(clf, args: argparse.Namespace) -> None:
+    """Write the model to ``--out``; if that fails now (a full disk, a folder removed during
+    the run), say where the trained model still is, if anywhere."""
+    import anynet
+
+    try:
+        anynet.save(clf, args.out)
+    except OSError as exc:
+        if args.checkpoint_dir is not None:
+            then = (
+                f"the last checkpoint in --checkpoint-dir {args.checkpoint_dir} holds the "
+                "trained model: fix that, and rerun this command with --resume to write it"
+            )
+        else:
+            then = "the trained model is lost (with --checkpoint-dir, a checkpoint keeps it)"
+        raise AnynetError(f"--out {args.out}: {exc.strerror or exc}; {then}") from None
 
 
 def _check_outputs_apart(args: argparse.Namespace) -> None:
