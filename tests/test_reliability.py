@@ -454,7 +454,9 @@ def test_9_the_command_refuses_what_it_would_misread_and_speaks_in_flags(tmp_pat
     eight, sixteen = tmp_path / "8.png", tmp_path / "16.png"
     Image.fromarray(gray).save(eight)
     Image.fromarray(gray.astype(np.uint16) * 257).save(sixteen)  # the same picture, 16 bits
-    np.testing.assert_array_equal(_read_images(sixteen, False), _read_images(eight, False))
+    np.testing.assert_array_equal(
+        _read_images(sixteen, False, 784), _read_images(eight, False, 784)
+    )
     hidden = anynet_cmd("train", "--hidden", "64,,32")
     assert hidden.returncode == 2 and "--hidden" in hidden.stderr
     assert "empty" in hidden.stderr and "Traceback" not in hidden.stderr
