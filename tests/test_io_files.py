@@ -417,7 +417,7 @@ def replace_moment(state, field, value):
         ),
         (
             replace_moment(ADAM, "count", -5),
-            r"AdamState.count is -5; expected an integer from 0 to 2\*\*53",
+            r"AdamState.count is -5; expected an integer from 0 to 2\*\*52",
         ),
         (
             replace_moment(ADAM, "count", 1.5),
@@ -429,7 +429,7 @@ def replace_moment(state, field, value):
         ),
         (
             replace_moment(ADAM, "count", 10**30),
-            r"AdamState.count is 10{30}; expected an integer from 0 to 2\*\*53",
+            r"AdamState.count is 10{30}; expected an integer from 0 to 2\*\*52",
         ),
         (
             replace_moment(ADAM, "count", True),

@@ -44,6 +44,10 @@ MAX_DEPTH = 64
 #: The largest epoch, step or optimizer step count a file may hold: 2**53, a step a nanosecond
 #: for 100 days, and the last integer a float64 holds exactly.
 MAX_COUNT = 2**53
+#: The largest count a file may hold when read: half of :data:`MAX_COUNT`, so that a run
+#: resumed from it has room to go on counting (one at the limit loaded, then failed its next
+#: save in the middle of training).
+MAX_READ_COUNT = MAX_COUNT // 2
 
 _FLOAT_TAGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -156,10 +160,10 @@ class Decoder:
             for field, value in values.items():
                 # anynet's states hold a step count and dicts of arrays, nothing else.
                 if field == "count":
-                    if not is_int(value) or not 0 <= value <= MAX_COUNT:
+                    if not is_int(value) or not 0 <= value <= MAX_READ_COUNT:
                         raise fail(
                             f"its {cls_name}.{field} is {short_repr(value)}; expected an "
-                            "integer from 0 to 2**53"
+                            "integer from 0 to 2**52"
                         )
                 elif not isinstance(value, dict) or not all(map(is_array, value.values())):
                     raise fail(

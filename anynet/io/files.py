@@ -22,7 +22,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from anynet.backends import Backend, get_backend, to_numpy
-from anynet.io.codec import MAX_COUNT, MAX_DEPTH, STATE_CLASSES, Decoder, Encoder, is_array
+from anynet.io.codec import (
+    MAX_COUNT,
+    MAX_DEPTH,
+    MAX_READ_COUNT,
+    STATE_CLASSES,
+    Decoder,
+    Encoder,
+    is_array,
+)
 from anynet.io.container import (
     FileErrors,
     host_tensor,
@@ -92,9 +100,10 @@ def _check_param(errors: FileErrors, name: str, host: np.ndarray) -> None:
 
 
 def _count_problem(what: str, value: Any) -> str | None:
-    """Why ``value`` cannot be a count of epochs or steps, or None."""
-    if not is_int(value) or not 0 <= value <= MAX_COUNT:
-        return f"{what} is {short_repr(value)}; expected an integer from 0 to 2**53"
+    """Why ``value`` cannot be a count of epochs or steps read from a file, or None (see
+    :data:`~anynet.io.codec.MAX_READ_COUNT`)."""
+    if not is_int(value) or not 0 <= value <= MAX_READ_COUNT:
+        return f"{what} is {short_repr(value)}; expected an integer from 0 to 2**52"
     return None
 
 
