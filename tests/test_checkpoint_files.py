@@ -394,3 +394,60 @@ def test_a_list_of_another_length_is_shown_whole(tmp_path):
         CheckpointMismatchError, match=r"  hidden: .* has \[64, 32\], this one \[64\]"
     ):
         read(tmp_path / "checkpoint.safetensors", run={"hidden": [64]})
+
+
+# --- values that are each in range but disagree with the run ---------------------------------
+
+
+def scale_array(prefix, factor):
+    """Multiply the tensors whose names start with ``prefix`` (weights only) by ``factor``."""
+
+    def change(meta, arrays):
+        for name in list(arrays):
+            if name.startswith(prefix) and arrays[name].ndim >= 2:
+                arrays[name] = arrays[name] * np.float32(factor)
+
+    return change
+
+
+def test_weights_beyond_the_runs_divergence_limit_are_refused(ckpt):
+    """Finite but exploded weights, in the parameters or in early stopping's best ones, passed
+    every check, and the resumed fit kept them (a score of 0.1)."""
+    _, meta = io.read_arrays(ckpt)
+    scales = meta["extra"]["$dict"]["weight_scales"]["$dict"]
+    assert set(scales) == {"0.W", "2.W"}
+    for prefix in ("params/", "extra/"):
+        path = ckpt.with_name(f"{prefix[:-1]}.safetensors")
+        path.write_bytes(ckpt.read_bytes())
+        edit(path, scale_array(prefix, 1e6))
+        read(path)  # no limit asked for: taken as it is
+        with pytest.raises(ModelFileError, match=r"reaches magnitude .* beyond 100 times") as e:
+            read(path, divergence_factor=100.0)
+        assert str(e.value).startswith(f"{path}: ")
+
+
+def test_weight_scales_must_name_each_weight(ckpt):
+    edit(ckpt, set_extra("weight_scales", {"$dict": {"0.W": 0.5}}))
+    with pytest.raises(ModelFileError, match=r"weight_scales .* for each of \['0.W', '2.W'\]"):
+        read(ckpt)
+
+
+def test_a_run_stopped_mid_epoch_is_refused(ckpt):
+    edit(ckpt, set_extra("stop", True))
+    with pytest.raises(ModelFileError, match="stopped at batch 2 of an epoch"):
+        read(ckpt)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("batch", 3, "step 14 is not its 2 epochs of 6 batches plus the 3 batches"),
+        ("seen", 33, "33 samples seen in the epoch in progress, where its 2 batches of 16 hold 32"),
+    ],
+)
+def test_counters_that_disagree_with_the_loader_are_refused(ckpt, key, value, says):
+    """A batch one too many skipped a batch silently, and the weights differed."""
+    edit(ckpt, set_extra(key, value))
+    state, stored = read(ckpt)
+    with pytest.raises(ModelFileError, match=says):
+        train(make_step(stored.params, stored.opt_state), loader(), epochs=4, state=state)

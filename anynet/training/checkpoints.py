@@ -134,6 +134,7 @@ class Checkpointer(Callback):
             "loss_sum": loss_sum,
             "seen": seen,
             "first_loss": state.first_loss,
+            "weight_scales": state.weight_scales,
             "stop": state.stop,
             "callbacks": {name: s for name, s in states.items() if s is not None},
         }
@@ -195,6 +196,7 @@ def read_checkpoint(
     param_shapes: Mapping[str, tuple[int, ...]],
     run: Mapping[str, Any] | None = None,
     dtype: Any = None,
+    divergence_factor: float | None = None,
 ) -> tuple[TrainState, Any]:
     """The :class:`TrainState` a checkpoint continues from, and the
     :class:`~anynet.io.Checkpoint` itself (its ``params`` and ``opt_state`` on ``backend``,
@@ -224,6 +226,11 @@ def read_checkpoint(
         The floating dtype the resumed run computes in: the parameters' and every optimizer
         state array's. By default ``run['dtype']``, if ``run`` has one; without either, the
         parameters must share one dtype.
+    divergence_factor : float, optional
+        The resumed run's divergence limit: a weight array (of the parameters, or of early
+        stopping's best ones) beyond it times the run's scale for it
+        (:attr:`~anynet.training.TrainState.weight_scales`) was never written by a run under
+        that limit, and is refused.
 
     Raises
     ------
@@ -288,6 +295,9 @@ def read_checkpoint(
         )
     if not isinstance(extra["stop"], bool):
         raise fail(f"its stop is {_short(extra['stop'])}; expected true or false")
+    if extra["stop"] and batch:
+        raise fail(f"it stopped at batch {batch} of an epoch; a run stops only between epochs")
+    scales = _check_weight_scales(fail, extra.get("weight_scales"), ckpt.params, largest)
     history = _check_history(fail, ckpt.history, epoch)
     callbacks = extra["callbacks"]
     if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):
@@ -300,6 +310,17 @@ def read_checkpoint(
         why = saved_state_problem(callbacks[EarlyStopping.name], host, history)
         if why:
             raise fail(f"its early-stopping state {why}")
+    if divergence_factor is not None and scales is not None:
+        best = callbacks.get(EarlyStopping.name, {}).get("best_params") or {}
+        for what, params in (("parameter", ckpt.params), ("early stopping's best", best)):
+            for name, scale in scales.items():
+                top = float(np.max(np.abs(to_numpy(params[name])))) if name in params else 0.0
+                if top > divergence_factor * scale:
+                    raise fail(
+                        f"its {what} {name!r} reaches magnitude {top:.3g}, beyond "
+                        f"{divergence_factor:g} times its scale when the run began ({scale:.3g}):"
+                        " a run under this divergence limit never wrote it"
+                    )
     state = TrainState(
         epoch=epoch,
         step=step,
@@ -309,6 +330,7 @@ def read_checkpoint(
         carried_loss=float(loss_sum),
         carried_seen=seen,
         first_loss=None if first_loss is None else float(first_loss),
+        weight_scales=scales,
         callback_states=callbacks,
     )
     return state, ckpt
@@ -316,6 +338,26 @@ def read_checkpoint(
 
 # What the Checkpointer keeps in a checkpoint's ``extra``, besides the caller's ``meta``.
 _EXTRA_KEYS = ("run", "batch", "loss_sum", "seen", "first_loss", "stop", "callbacks")
+
+
+def _check_weight_scales(
+    fail: Any, scales: Any, params: Mapping[str, Any], largest: float
+) -> dict[str, float] | None:
+    """The run's weight scales: null (a checkpoint from before they were kept), or one finite
+    number > 0 for each parameter of two or more dimensions."""
+    if scales is None:
+        return None
+    names = sorted(n for n, p in params.items() if len(p.shape) >= 2 and math.prod(p.shape) > 0)
+    if (
+        not isinstance(scales, dict)
+        or sorted(scales) != names
+        or not all(_is_number(v) and 0 < v <= largest for v in scales.values())
+    ):
+        raise fail(
+            f"its weight_scales are {_short(scales)}; expected a number from 0 to {largest:.3g} "
+            f"for each of {names}"
+        )
+    return {name: float(value) for name, value in scales.items()}
 
 
 def is_int(value: Any) -> bool:

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from anynet.backends import Backend, derive_seed
-from anynet.errors import DataError, DivergenceError, NonFiniteLossError
+from anynet.errors import DataError, DivergenceError, ModelFileError, NonFiniteLossError
 from anynet.nn.step import Step
 
-__all__ = ["Interrupted", "TrainState", "train"]
+__all__ = ["Interrupted", "TrainState", "train", "weight_scales"]
 
 Array = Any
 
@@ -72,6 +72,10 @@ class TrainState:
     #: The batch of the last step, ``(X, y)``: the parameters it produced are measured on it
     #: before anything keeps them (:meth:`check_params`).
     last_batch: tuple[Array, Array] | None = field(default=None, repr=False)
+    #: Each weight array's scale when the run began (the larger of its largest magnitude and
+    #: Glorot's scale for its shape): a weight beyond ``divergence_factor`` times it has
+    #: exploded. Measured by :func:`train` at a run's start, kept in checkpoints.
+    weight_scales: dict[str, float] | None = None
     #: Whether an L1 or L2 strength is 1 or more (set by :func:`train`): penalties that weigh
     #: the weights as much as the data, which a message about overflow should mention.
     strong_penalty: bool = False
@@ -156,8 +160,8 @@ class TrainState:
         A step returns the loss of the parameters *before* its update, so the batch losses
         never vouch for the parameters after the last step: those are measured here on the
         last batch (one forward pass, no dropout), against the same limit as every batch loss.
-        A weight array whose largest magnitude exceeds ``divergence_factor`` times the scale a
-        standard initializer gives it (Glorot's) has exploded too: SGD on unscaled inputs can
+        A weight array whose largest magnitude exceeds ``divergence_factor`` times its scale
+        when the run began (:attr:`weight_scales`) has exploded too: SGD on unscaled inputs can
         blow the weights up while the loss stays modest, and end at chance level. Reads the
         device once; checked once per step.
 
@@ -192,17 +196,14 @@ class TrainState:
                     f"{advice} for NaN."
                 )
         off = "To train on regardless, turn the check off (divergence_factor=None)."
-        if self.divergence_factor is not None:
+        if self.divergence_factor is not None and self.weight_scales is not None:
             for name, largest in zip(names, host, strict=False):
-                shape = tuple(params[name].shape)
-                if len(shape) < 2:  # biases start at zero: no scale to measure them against
-                    continue
-                limit = self.divergence_factor * _init_scale(shape)
-                if largest > limit:
+                scale = self.weight_scales.get(name)
+                if scale is not None and largest > self.divergence_factor * scale:
                     raise DivergenceError(
                         f"weight {name!r} reached magnitude {largest:.3g} {at}, more than "
-                        f"{self.divergence_factor:g} times the scale of its initialization "
-                        f"({_init_scale(shape):.3g}): training diverged; {kept} {advice}. {off}"
+                        f"{self.divergence_factor:g} times its scale when the run began "
+                        f"({scale:.3g}): training diverged; {kept} {advice}. {off}"
                     )
         if loss is not None:
             value = host[-1]
@@ -239,11 +240,29 @@ class TrainState:
             self.history.setdefault(name, []).append(float(value))
 
 
-def _init_scale(shape: tuple[int, ...]) -> float:
+def _glorot_scale(shape: tuple[int, ...]) -> float:
     """The scale Glorot's initializer draws a weight array of ``shape`` at: ``sqrt(6 / (fan_in
     + fan_out))``, with a dense ``(n_in, n_out)`` or a convolution's ``(out, in, *kernel)``."""
     receptive = math.prod(shape[2:])
     return math.sqrt(6.0 / ((shape[0] + shape[1]) * receptive))
+
+
+def weight_scales(params: dict[str, Array], backend: Backend) -> dict[str, float]:
+    """Each weight array's scale (arrays of two or more dimensions: biases start at zero):
+    the larger of its largest magnitude and Glorot's scale for its shape, so that weights
+    drawn by any initializer, or already trained, are measured from where they are. One read
+    of the device."""
+    xp = backend.xp
+    names = [n for n, p in params.items() if len(p.shape) >= 2 and math.prod(p.shape) > 0]
+    if not names:
+        return {}
+    largest = backend.to_numpy(
+        xp.stack([xp.astype(xp.max(xp.abs(params[n])), xp.float64) for n in names])
+    )
+    return {
+        n: max(float(m), _glorot_scale(tuple(params[n].shape)))
+        for n, m in zip(names, largest.tolist(), strict=True)
+    }
 
 
 class Interrupted(KeyboardInterrupt):
@@ -305,6 +324,35 @@ def _on_backend(tree: Any, backend: Backend) -> Any:
     if isinstance(tree, np.ndarray):
         return backend.asarray(tree)
     return tree
+
+
+def _check_resumed_counters(state: TrainState, loader: Any) -> None:
+    """Refuse a resumed state whose counters this loader could not have produced: the batches
+    skipped and the samples carried over follow from them, and a checkpoint is a file (the
+    run record ties it to the data and batch size, so they must agree)."""
+    per_epoch = len(loader)
+    batch_size = getattr(loader, "batch_size", None)
+    n_samples = getattr(loader, "n_samples", None)
+    problem = None
+    if state.batch > per_epoch or state.step != state.epoch * per_epoch + state.batch:
+        problem = (
+            f"step {state.step} is not its {state.epoch} epochs of {per_epoch} batches plus "
+            f"the {state.batch} batches of the epoch in progress"
+        )
+    elif state.stop and state.batch:
+        problem = f"it stopped in the middle of an epoch (batch {state.batch}); runs stop at ends"
+    elif batch_size is not None and n_samples is not None:
+        seen = min(state.batch * batch_size, n_samples)
+        if state.carried_seen != seen:
+            problem = (
+                f"{state.carried_seen} samples seen in the epoch in progress, where its "
+                f"{state.batch} batches of {batch_size} hold {seen}"
+            )
+    if problem:
+        raise ModelFileError(
+            f"the resumed state does not fit this run's data: {problem}. The checkpoint was "
+            "altered or is of another run; start afresh, or resume another checkpoint."
+        )
 
 
 def _check_labels_fit(model: Any, loader: Any) -> None:
@@ -413,6 +461,10 @@ def train(
     state.losses_are_means = getattr(step, "reduction", "mean") == "mean"
     state.callbacks = tuple(callbacks)
     state.completed = False
+    if state.step > 0:
+        _check_resumed_counters(state, loader)
+    if state.weight_scales is None:  # a fresh run (or a checkpoint from before they were kept)
+        state.weight_scales = weight_scales(step.params, backend)
     if state.step > 0:  # resumed: the callbacks continue from what the checkpoint kept
         for cb in state.callbacks:
             saved = state.callback_states.get(cb.name)
