@@ -201,6 +201,13 @@ def test_3_a_resumed_fit_counts_its_run_once_and_warm_start_with_resume_is_refus
         clf.set_params(warm_start=True).fit(X, Y)
 
 
+def test_3_resuming_cannot_undo_epochs(tmp_path):
+    """--epochs 2 on a 3-epoch checkpoint printed "2 epochs", then "after 3 epochs", exit 0."""
+    NNClassifier(**{**BASE, "max_iter": 3}, checkpoint_dir=tmp_path).fit(X, Y)
+    with pytest.raises(ValueError, match=r"max_iter=2, but the checkpoint's run has trained 3"):
+        NNClassifier(**BASE, checkpoint_dir=tmp_path, resume=True).fit(X, Y)
+
+
 def test_3_one_writer_per_checkpoint_folder_and_no_orphans(tmp_path):
     orphan = tmp_path / ".anynet-0123456789abcdef.tmp"  # anynet.io.TEMPORARY_FILES
     orphan.write_bytes(b"half a checkpoint, from a killed write")
@@ -345,6 +352,17 @@ def test_6_an_overflowing_penalty_is_named_not_only_the_learning_rate(penalty):
     assert "penalty" not in str(default_alpha.value)
 
 
+@pytest.mark.parametrize(
+    ("init", "width"), [("he_uniform", 30000), ("uniform", 100000)], ids=["he", "uniform"]
+)
+def test_6_weights_their_initializer_drew_large_are_not_divergence(init, width):
+    """The weight limit took Glorot's scale for every initializer: He's draws for a wide layer
+    on one feature, or U(-1, 1), were already beyond 100 times it, and a sound run stopped."""
+    clf = NNClassifier((width,), init=init, max_iter=2, random_state=0, batch_size=100)
+    clf.fit(X[:, :1] if init == "he_uniform" else X, Y)
+    assert clf.n_iter_ == 2
+
+
 # --- 7. non-finite weights and probabilities ------------------------------------------------
 
 
@@ -356,6 +374,10 @@ def test_7_non_finite_weights_are_refused_and_probabilities_stay_finite(tmp_path
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     assert (clf.predict(far) == clf.classes_[proba.argmax(axis=1)]).all()
+    huge = NNClassifier((8,), max_iter=5, random_state=0).fit(X, Y)
+    huge.coefs_[1][...] = 3e38  # finite, but the logits overflow: NaN probabilities, class 0
+    with pytest.raises(ValueError, match="outputs are not finite"):
+        huge.predict(X)
     clf.coefs_[0][0, 0] = math.nan  # ReLU maps NaN to 0: it would have predicted plausibly
     with pytest.raises(ValueError, match=r"params_\['0.W'\] holds 1 NaN"):
         clf.predict(X)
@@ -475,6 +497,13 @@ def test_9_python_arguments_are_named_and_checked_before_the_work(tmp_path):
     afile.write_text("not a folder")
     with pytest.raises(ValueError, match=r"checkpoint_dir must be a folder(.|\n)*afile"):
         NNClassifier((4,), max_iter=1, checkpoint_dir=afile).fit(X, Y)
+    with pytest.raises(ValueError, match=r"checkpoint_dir must be a folder(.|\n)*afile is not"):
+        NNClassifier((4,), max_iter=1, checkpoint_dir=afile / "sub").fit(X, Y)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1; got 'big'. Or"):
+        NNClassifier((4,), batch_size="big").fit(X, Y)
+    mine = NNClassifier((4,), max_iter=1, random_state=0, checkpoint_dir=tmp_path / "ck")
+    with pytest.raises(ValueError, match="partial_fit continues this estimator's own"):
+        mine.set_params(resume=True).partial_fit(X, Y, classes=np.unique(Y))
     labels = Y.astype(object)
     labels[[3, 7]] = None
     with pytest.raises(ValueError, match=r"y holds None at positions \[3, 7\]"):

@@ -298,7 +298,7 @@ class DataLoader:
         if seed is None:
             # Drawn once, so that set_epoch still reproduces this loader's own epochs.
             return int(np.random.SeedSequence().generate_state(1)[0])
-        return check_int("seed", seed, minimum=0, hint="or None for a seed drawn once")
+        return check_int("seed", seed, minimum=0, hint="Or pass None for a seed drawn once.")
 
     def _check_standardizer(self, standardizer: Any, X: np.ndarray) -> Standardizer | None:
         if standardizer is not None and self.normalize != "standardize":

@@ -26,7 +26,7 @@ from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.checks import check_choice, check_int, check_number, fail
 from anynet.data import DataLoader, Standardizer
-from anynet.errors import DataError
+from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.inputs import (
     encode_labels,
@@ -276,10 +276,16 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         if self.checkpoint_steps is not None:
             check_int("checkpoint_steps", self.checkpoint_steps, minimum=1)
         if self.divergence_factor is not None:
-            check_number("divergence_factor", self.divergence_factor, low=1.0, low_open=True)
+            check_number(
+                "divergence_factor",
+                self.divergence_factor,
+                low=1.0,
+                low_open=True,
+                hint="None turns the divergence check off",
+            )
         check_choice("resume", self.resume, (False, True, "auto"))
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            check_int("batch_size", self.batch_size, minimum=1, hint="or 'auto'")
+            check_int("batch_size", self.batch_size, minimum=1, hint="Or pass 'auto'.")
         if self.init != "pytorch":
             nn.init.get_initializer(self.init)
 
@@ -415,8 +421,20 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             shapes = model.param_shapes()
             path = self._checkpoint_path()
             state, ckpt = read_checkpoint(
-                path, backend=be, param_shapes=shapes, run=run, dtype=self.dtype
+                path,
+                backend=be,
+                param_shapes=shapes,
+                run=run,
+                dtype=self.dtype,
+                divergence_factor=self.divergence_factor,
             )
+            if state.epoch > int(self.max_iter):
+                raise ArgumentError(
+                    f"max_iter={self.max_iter}, but the checkpoint's run has trained "
+                    f"{state.epoch} epochs already: resuming cannot undo epochs. Pass "
+                    f"max_iter >= {state.epoch} to finish or extend that run, or start afresh "
+                    "in another checkpoint_dir."
+                )
             params, opt_state = ckpt.params, ckpt.opt_state
         step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
         return step, state
@@ -538,10 +556,22 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         loader = self._loader(Xh, dummy, 4096, False, 0, be)
         xp = be.xp
         outs = []
-        for Xb, _ in loader:
-            out = log_probabilities(model(params, Xb, xp=xp), link, xp)
-            outs.append(out if log else xp.exp(out))
-        return xp.concat(outs, axis=0), be, caller
+        with warnings.catch_warnings():
+            # Overflow warnings say less than the check below, which names the cause.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for Xb, _ in loader:
+                out = log_probabilities(model(params, Xb, xp=xp), link, xp)
+                outs.append(out if log else xp.exp(out))
+            result = xp.concat(outs, axis=0)
+        if not bool(xp.all(xp.isfinite(result) | (xp.isinf(result) & (result < 0)))):
+            # log(0) = -inf is a probability; NaN or +inf comes from weights that overflow
+            largest = max(float(np.max(np.abs(v))) for v in self.params_.values())
+            raise ValueError(
+                f"the model's outputs are not finite for some of these {len(Xh)} samples: its "
+                f"parameters (largest magnitude {largest:.3g}) overflow {self.dtype} on them. "
+                "Refit the model, check where its parameters came from, or the inputs' scale."
+            )
+        return result, be, caller
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.

@@ -52,8 +52,14 @@ class CheckpointedRun:
                 )
             return False
         folder = checkpoint.parent
-        if folder.exists() and not folder.is_dir():
-            raise fail("checkpoint_dir", "a folder (or a path to create one at)", str(folder))
+        existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+        if not existing.is_dir():  # the folder, or what would have to hold it, is a file
+            raise fail(
+                "checkpoint_dir",
+                "a folder (or a path to create one at)",
+                str(folder),
+                f"{existing} is not a folder" if existing != folder else "",
+            )
         exists = checkpoint.exists() or checkpoint.is_symlink()
         if required and not incremental and not exists:
             raise ArgumentError(
@@ -70,10 +76,16 @@ class CheckpointedRun:
                 "another checkpoint_dir)."
             )
         if exists and not resume and self._checkpoint_writer(checkpoint) != self._writer_id():
+            how = (
+                "partial_fit continues this estimator's own parameters and never resumes a "
+                "checkpoint: call fit with resume=True to continue that run"
+                if incremental
+                else "Pass resume=True to continue that run"
+            )
             raise ArgumentError(
                 f"checkpoint_dir={str(folder)!r} holds a checkpoint of another run, which this "
-                "fit would overwrite. Pass resume=True to continue that run, or give this one "
-                "another checkpoint_dir (or delete the checkpoint if it is no longer wanted)."
+                f"fit would overwrite. {how}, or give this one another checkpoint_dir (or "
+                "delete the checkpoint if it is no longer wanted)."
             )
         return resume
 
