@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import anynet
 from anynet import io, nn
 from anynet.errors import ModelFileError
-from anynet.io import container
+from anynet.io import atomic, container
 
 
 def make_model() -> nn.Sequential:
@@ -492,8 +492,8 @@ def test_a_crash_mid_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatc
             self.f.write(data[: len(data) // 2])
             raise OSError(5, "Input/output error")
 
-    # Only the container's writes: it looks `open` up in its own module before the builtins.
-    monkeypatch.setattr(container, "open", HalfFile, raising=False)
+    # Only the atomic writer: it looks `open` up in its own module before the builtins.
+    monkeypatch.setattr(atomic, "open", HalfFile, raising=False)
     with pytest.raises(OSError, match="Input/output error"):
         io.save_checkpoint(path, params={}, opt_state=(), epoch=2, step=20)
     monkeypatch.undo()
@@ -536,7 +536,7 @@ def test_temporary_files_match_the_documented_pattern(tmp_path, monkeypatch):
     assert tmp.parent == tmp_path and fnmatch.fnmatchcase(tmp.name, io.TEMPORARY_FILES)
     assert len(tmp.name) <= 40
     # The writer's process id is in the name: what tells an orphan from a live write.
-    assert container._writer_pid(tmp.name) == os.getpid()
+    assert atomic._writer_pid(tmp.name) == os.getpid()
 
 
 def dead_pid() -> int:
@@ -548,7 +548,7 @@ def dead_pid() -> int:
 
 @pytest.mark.skipif(os.name == "nt", reason="os.kill cannot probe a process on Windows")
 def test_remove_orphans_removes_only_the_files_of_writers_that_are_gone(tmp_path):
-    name = container._temporary_name
+    name = atomic._temporary_name
     orphan = tmp_path / name(dead_pid(), "0badc0de")
     live_child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -575,8 +575,8 @@ def test_a_write_killed_mid_way_is_cleaned_by_the_next_save(tmp_path):
     # A writer killed with SIGKILL while its temporary file exists: what anynet.save left.
     code = (
         "import os, signal, sys\n"
-        "from anynet.io import container\n"
-        "path = os.path.join(sys.argv[1], container._temporary_name(os.getpid(), 'deadbeef'))\n"
+        "from anynet.io import atomic\n"
+        "path = os.path.join(sys.argv[1], atomic._temporary_name(os.getpid(), 'deadbeef'))\n"
         "open(path, 'wb').write(b'half a model')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

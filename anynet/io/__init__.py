@@ -1,12 +1,13 @@
 """Model and checkpoint files: safetensors, written atomically, read trusting nothing.
 
-Three modules, one concern each:
+Four modules, one concern each:
 
+:mod:`anynet.io.atomic`
+    The atomic write: a temporary file, fsynced and renamed into place (temporary files match
+    :data:`TEMPORARY_FILES`; :func:`remove_orphans` deletes those a killed write left).
 :mod:`anynet.io.container`
-    The file itself: :func:`write_arrays` and :func:`read_arrays`, the digest, the atomic
-    write (its temporary files match :data:`TEMPORARY_FILES`; :func:`remove_orphans` deletes
-    those a killed write left), and the refusal of every malformed file. Its docstring
-    describes the format.
+    The file itself: :func:`write_arrays` and :func:`read_arrays`, the digest, and the refusal
+    of every malformed file. Its docstring describes the format.
 :mod:`anynet.io.codec`
     Nested values (optimizer state, RNG state, history, user metadata) as JSON plus named
     tensors, and :data:`STATE_CLASSES`, the optimizer states a file may name.
@@ -19,14 +20,9 @@ Everything public is importable from here. The modules' other unprefixed names (
 ``Encoder``, ``Decoder``, ...) are what they share with one another, not anynet's API.
 """
 
+from anynet.io.atomic import TEMPORARY_FILES, remove_orphans
 from anynet.io.codec import STATE_CLASSES
-from anynet.io.container import (
-    FORMAT_VERSION,
-    TEMPORARY_FILES,
-    read_arrays,
-    remove_orphans,
-    write_arrays,
-)
+from anynet.io.container import FORMAT_VERSION, read_arrays, write_arrays
 from anynet.io.files import (
     Checkpoint,
     load_checkpoint,
