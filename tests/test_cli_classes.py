@@ -9,12 +9,9 @@ before it looks for the data."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from cli_helpers import anynet_cmd
 
 import anynet
 
@@ -31,18 +28,6 @@ LABELS = {
     "0.0 to 9.0": np.arange(10, dtype=np.float64),
     "0 to 2": np.array([0, 1, 2]),
 }
-
-
-def anynet_cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")

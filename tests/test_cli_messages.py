@@ -8,24 +8,12 @@ Runs that must fail before any data is read point ``--data-dir`` at an empty fol
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
+from cli_helpers import anynet_cmd
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def anynet_cmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/null")

@@ -15,24 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import anynet_cmd
 
 from anynet.training import CHECKPOINT_NAME
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="/proc: a folder nobody can write in"
 )
-
-
-def anynet_cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def refused_before_the_work(out: subprocess.CompletedProcess, *needles: str) -> None:

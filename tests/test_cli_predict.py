@@ -12,28 +12,16 @@ import gzip
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import anynet_cmd
 
 import anynet
 
 Image = pytest.importorskip("PIL.Image")
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def anynet_cmd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")

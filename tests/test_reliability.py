@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import threading
 import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
+from cli_helpers import anynet_cmd
 from sklearn.datasets import make_classification
 
 import anynet
@@ -423,18 +422,6 @@ def test_10_hostile_checkpoint_contents_are_refused(tmp_path):
 
 
 # --- 8. outputs checked before the work ------------------------------------------------------
-
-
-def anynet_cmd(*args, timeout=120):
-    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_8_every_output_path_is_checked_before_training(tmp_path):

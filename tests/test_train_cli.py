@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import anynet_cmd
 
 import anynet
 from anynet.datasets import load_fashion_mnist
@@ -28,19 +29,6 @@ def have_data() -> bool:
 
 
 needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed here")
-
-
-def anynet_cmd(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANYNET_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
-    env.pop("ANYNET_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "anynet", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        **kw,
-    )
 
 
 @pytest.fixture(scope="module")
