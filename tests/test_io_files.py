@@ -276,6 +276,9 @@ def test_the_allow_list_is_exactly_anynets_public_layers(tmp_path):
         check_refused(path, refusal)
         nested = {"class": "Sequential", "config": {"layers": [[cls.__name__, {}]]}}
         check_refused(network_file(tmp_path / "nested", nested, {}), refusal)
+        # A residual block holds layers too: they are checked all the way down.
+        block = {"class": "Residual", "config": {"layers": [["Residual", nested["config"]]]}}
+        check_refused(network_file(tmp_path / "block", block, {}), refusal)
     assert not (tmp_path / "unsaved").exists()
 
 

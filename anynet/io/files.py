@@ -177,6 +177,11 @@ def _tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
 # Networks
 
 
+# The layers whose config holds other layers, as {"layers": [[name, config], ...]}: checked
+# all the way down, so a file's nesting depth and every layer in it are known before building.
+_CONTAINERS = ("Sequential", "Residual")
+
+
 def _check_architecture(name: Any, config: Any, depth: int = 0) -> str | None:
     """Why ``(name, config)`` is not an anynet architecture, or None if it is one."""
     if depth > MAX_DEPTH:
@@ -185,13 +190,13 @@ def _check_architecture(name: Any, config: Any, depth: int = 0) -> str | None:
         return f"the layer type {short_repr(name)}, which is not one of anynet's layers"
     if not isinstance(config, dict):
         return f"a {name} with a config that is not a JSON object"
-    if name == "Sequential":
+    if name in _CONTAINERS:
         layers = config.get("layers")
         if set(config) != {"layers"} or not isinstance(layers, list):
-            return "a Sequential whose config is not {'layers': [...]}"
+            return f"a {name} whose config is not {{'layers': [...]}}"
         for item in layers:
             if not isinstance(item, list) or len(item) != 2:
-                return f"a Sequential item {short_repr(item)} that is not [name, config]"
+                return f"a {name} item {short_repr(item)} that is not [name, config]"
             why = _check_architecture(item[0], item[1], depth + 1)
             if why:
                 return why

@@ -5,7 +5,8 @@ banned-import rule guards it): arrays come in from a :class:`~anynet.backends.Ba
 namespace ``xp`` is taken from them or passed down.
 """
 
-from anynet.nn import conv, functional, init, layers, losses, optim, penalties
+from anynet.nn import blocks, conv, functional, init, layers, losses, optim, penalties
+from anynet.nn.blocks import *  # noqa: F403 (Residual, as anynet.nn.blocks lists it)
 from anynet.nn.conv import *  # noqa: F403 (Conv2D and the pools, as anynet.nn.conv lists them)
 from anynet.nn.layers import *  # noqa: F403 (every layer class, as anynet.nn.layers lists them)
 from anynet.nn.losses import (
@@ -21,6 +22,7 @@ from anynet.nn.step import GenericStep, Step, loss_and_grads, train_step
 
 __all__ = [
     *layers.__all__,
+    *blocks.__all__,
     *conv.__all__,
     "GenericStep",
     "ParamLayout",

@@ -102,9 +102,9 @@ def layer_from_config(name: str, config: Mapping[str, Any]) -> Layer:
     """
     if not isinstance(name, str) or name not in LAYERS:
         raise ValueError(f"unknown layer type {name!r}; anynet's layers are {sorted(LAYERS)}")
-    if name == "Sequential":
-        return Sequential.from_config(config)
-    return LAYERS[name](**config)
+    cls = LAYERS[name]
+    from_config = getattr(cls, "from_config", None)  # a container rebuilds its layers itself
+    return from_config(config) if from_config is not None else cls(**config)
 
 
 class Dense(Layer):
