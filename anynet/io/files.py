@@ -160,16 +160,16 @@ def _state_problem(state: Any, params: Mapping[str, np.ndarray], depth: int = 0)
     return None
 
 
-def _tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     """``tree`` with ``fn`` applied to each array in it (in tuples, NamedTuples, lists, dicts)."""
     if is_array(tree):
         return fn(tree)
     if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
-        return type(tree)(*(_tree_map(fn, v) for v in tree))
+        return type(tree)(*(tree_map(fn, v) for v in tree))
     if isinstance(tree, tuple | list):
-        return type(tree)(_tree_map(fn, v) for v in tree)
+        return type(tree)(tree_map(fn, v) for v in tree)
     if isinstance(tree, Mapping):
-        return {k: _tree_map(fn, v) for k, v in tree.items()}
+        return {k: tree_map(fn, v) for k, v in tree.items()}
     return tree
 
 
@@ -462,7 +462,7 @@ def save_checkpoint(
     history = {k: [float(v) for v in vs] for k, vs in (history or {}).items()}
     # On the host, to be checked as load_checkpoint will check them (below).
     params = {name: host_tensor(name, x) for name, x in params.items()}
-    opt_state = _tree_map(to_numpy, opt_state)
+    opt_state = tree_map(to_numpy, opt_state)
     arrays: dict[str, np.ndarray] = {}
     enc = Encoder(arrays)
     meta = {
@@ -537,6 +537,6 @@ def load_checkpoint(path: str | os.PathLike, *, backend: str | Backend | None = 
                 raise errors.fail(f"its history {name!r} holds {short_repr(value)}, not a number")
     extra = dec.decode(meta["extra"], lambda host: host)
     dec.check_all_claimed()
-    params = _tree_map(be.asarray, params)
-    opt_state = _tree_map(be.asarray, opt_state)
+    params = tree_map(be.asarray, params)
+    opt_state = tree_map(be.asarray, opt_state)
     return Checkpoint(params, opt_state, meta["epoch"], meta["step"], rng_state, history, extra)

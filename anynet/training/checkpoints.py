@@ -174,20 +174,6 @@ class Checkpointer(Callback):
         self.save(state)
 
 
-def _host_copy(tree: Any) -> Any:
-    """``tree`` with every array copied to a NumPy array (dicts, lists and tuples, NamedTuples
-    among them, rebuilt)."""
-    if isinstance(tree, dict):
-        return {k: _host_copy(v) for k, v in tree.items()}
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(_host_copy(v) for v in tree))
-    if isinstance(tree, list | tuple):
-        return type(tree)(_host_copy(v) for v in tree)
-    if hasattr(tree, "shape") and hasattr(tree, "dtype"):
-        return np.array(to_numpy(tree), copy=True)
-    return tree
-
-
 _NOT_A_LOCK = (
     (stat.S_ISLNK, "a symbolic link (anynet does not follow it: truncating the lock would empty "
      "its target)"),
@@ -287,3 +273,11 @@ def _remove_orphans(path: Path) -> None:
 
     for orphan in path.parent.glob(TEMPORARY_FILES):
         orphan.unlink(missing_ok=True)
+
+
+def _host_copy(tree: Any) -> Any:
+    """``tree`` with every array copied to a NumPy array of its own (a fused step updates its
+    buffers in place)."""
+    from anynet.io.files import tree_map
+
+    return tree_map(lambda a: np.array(to_numpy(a), copy=True), tree)

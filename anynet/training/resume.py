@@ -20,6 +20,7 @@ import numpy as np
 
 from anynet.backends import Backend, to_numpy
 from anynet.errors import CheckpointMismatchError, ModelFileError
+from anynet.io.container import is_int
 from anynet.training.callbacks import EarlyStopping, saved_state_problem
 from anynet.training.state import TrainState
 
@@ -195,11 +196,6 @@ def _check_weight_scales(
             f"for each of {names}"
         )
     return {name: float(value) for name, value in scales.items()}
-
-
-def is_int(value: Any) -> bool:
-    """An int, not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
