@@ -89,13 +89,16 @@ class Residual(Layer):
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.block.param_shapes()
 
+    def statistics(self) -> tuple[str, ...]:
+        return self.block.statistics()
+
     def init_params(self, *, rng, backend, dtype="float32"):
         return self.block.init_params(rng=rng, backend=backend, dtype=dtype)
 
-    def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True):
+    def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True, updates=None):
         xp = array_namespace(X) if xp is None else xp
         Yb, block_backprop = self.block.forward(
-            params, X, train=train, rng=rng, xp=xp, input_grad=input_grad
+            params, X, train=train, rng=rng, xp=xp, input_grad=input_grad, updates=updates
         )
         if tuple(Yb.shape) != tuple(X.shape):
             raise ValueError(

@@ -59,6 +59,16 @@ class Layer:
         """Name and shape of each parameter."""
         return {}
 
+    def statistics(self) -> tuple[str, ...]:
+        """Names among :meth:`param_shapes` that training estimates rather than optimizes (a
+        batch norm's running mean and variance).
+
+        They get no gradient, no optimizer update and no penalty. A layer that has them takes
+        ``updates``, a ``dict``, in :meth:`forward`; a training pass puts their new values
+        there, and the training step writes them with its update.
+        """
+        return ()
+
     def init_params(self, *, rng: Any, backend: Any, dtype: Any = "float32") -> dict[str, Array]:
         """Fresh parameters on ``backend``, drawn from the host generator ``rng``."""
         return {}
@@ -384,6 +394,12 @@ class Sequential(Layer):
             tuple((name, f"{i}.{name}") for name in layer.param_shapes())
             for i, layer in enumerate(self.layers)
         )
+        # Statistics (a batch norm's running mean) have no gradient to collect.
+        self._grad_keys = tuple(
+            tuple((name, flat) for name, flat in keys if name not in layer.statistics())
+            for layer, keys in zip(self.layers, self._keys, strict=True)
+        )
+        self._with_statistics = tuple(bool(layer.statistics()) for layer in self.layers)
         self._first_with_params = next(
             (i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers)
         )
@@ -408,6 +424,11 @@ class Sequential(Layer):
             for (name, flat), shape in zip(keys, layer.param_shapes().values(), strict=True)
         }
 
+    def statistics(self) -> tuple[str, ...]:
+        return tuple(
+            f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.statistics()
+        )
+
     def init_params(self, *, rng, backend, dtype="float32"):
         """Fresh parameters, layer by layer, from one host generator ``rng``
         (``backend.host_generator(seed)``)."""
@@ -417,14 +438,20 @@ class Sequential(Layer):
             params.update({flat: own[name] for name, flat in keys})
         return params
 
-    def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True):
+    def forward(self, params, X, *, train=False, rng=None, xp=None, input_grad=True, updates=None):
         xp = array_namespace(X) if xp is None else xp
         backprops = []
         for i, (layer, keys) in enumerate(zip(self.layers, self._keys, strict=True)):
             own = {name: params[flat] for name, flat in keys}
             # A layer's dX is wanted only if a layer with parameters (or the caller) precedes it.
             wants_dx = input_grad or i > self._first_with_params
-            X, backprop = layer.forward(own, X, train=train, rng=rng, xp=xp, input_grad=wants_dx)
+            kwargs = {"train": train, "rng": rng, "xp": xp, "input_grad": wants_dx}
+            if updates is None or not self._with_statistics[i]:
+                X, backprop = layer.forward(own, X, **kwargs)
+            else:  # only a layer with statistics takes `updates`
+                new: dict[str, Array] = {}
+                X, backprop = layer.forward(own, X, updates=new, **kwargs)
+                updates.update({f"{i}.{name}": value for name, value in new.items()})
             backprops.append(backprop)
         # Without an input gradient, backward stops at the first layer that has parameters.
         stop = 0 if input_grad else self._first_with_params
@@ -433,7 +460,7 @@ class Sequential(Layer):
             grads = {}
             for i in range(len(backprops) - 1, stop - 1, -1):
                 dY, own = backprops[i](dY)
-                grads.update({flat: own[name] for name, flat in self._keys[i]})
+                grads.update({flat: own[name] for name, flat in self._grad_keys[i]})
             return (dY if input_grad else None), grads
 
         return X, backprop_all

@@ -23,7 +23,7 @@ from anynet.nn.losses import LOSSES
 from anynet.nn.optim import GradientTransformation, apply_updates
 from anynet.nn.penalties import l1_penalty, l2_penalty, penalized
 
-__all__ = ["GenericStep", "Step", "get_loss", "loss_and_grads", "train_step"]
+__all__ = ["GenericStep", "Step", "get_loss", "loss_and_grads", "train_step", "trainable"]
 
 Array = Any
 Loss = Callable[..., tuple[Array, Array]]
@@ -55,8 +55,9 @@ def loss_and_grads(
     train: bool = True,
     rng: Any = None,
     xp: Any = None,
+    updates: dict[str, Array] | None = None,
 ) -> tuple[Array, dict[str, Array]]:
-    """The loss on one batch and its gradient with respect to every parameter.
+    """The loss on one batch and its gradient with respect to every trained parameter.
 
     Parameters
     ----------
@@ -77,16 +78,23 @@ def loss_and_grads(
         Training mode (dropout on).
     rng : anynet.backends.Generator, optional
         The backend generator dropout draws from.
+    updates : dict, optional
+        Where a training pass puts the new values of the model's statistics (a batch norm's
+        running mean and variance, :meth:`~anynet.nn.Layer.statistics`); they have no
+        gradient.
 
     Returns
     -------
     loss : array
         0-d array on the device: the penalised loss. Reading it is a device sync.
     grads : dict of str to array
-        Same names as ``params``.
+        Same names as ``params``, less the statistics.
     """
     xp = array_namespace(X) if xp is None else xp
-    pred, backprop = model.forward(params, X, train=train, rng=rng, xp=xp, input_grad=False)
+    kwargs = {} if updates is None or not model.statistics() else {"updates": updates}
+    pred, backprop = model.forward(
+        params, X, train=train, rng=rng, xp=xp, input_grad=False, **kwargs
+    )
     value, dpred = get_loss(loss)(pred, y, reduction=reduction, xp=xp)
     _, grads = backprop(dpred)
     for strength, penalty in ((l1, l1_penalty), (l2, l2_penalty)):
@@ -110,12 +118,23 @@ def train_step(
 ) -> tuple[dict[str, Array], Any, Array]:
     """One optimizer step on one batch; ``kwargs`` go to :func:`loss_and_grads`.
 
-    Returns the new parameters, the new optimizer state and the batch loss (a 0-d device array:
-    read it rarely, every read is a sync).
+    ``opt_state`` is the optimizer's state for the :func:`trainable` parameters. Returns the new
+    parameters (statistics included), the new optimizer state and the batch loss (a 0-d device
+    array: read it rarely, every read is a sync).
     """
-    value, grads = loss_and_grads(model, params, X, y, **kwargs)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return apply_updates(params, updates), opt_state, value
+    statistics: dict[str, Array] = {}
+    value, grads = loss_and_grads(model, params, X, y, updates=statistics, **kwargs)
+    trained = trainable(model, params)
+    updates, opt_state = optimizer.update(grads, opt_state, trained)
+    return {**params, **apply_updates(trained, updates), **statistics}, opt_state, value
+
+
+def trainable(model: Layer, params: Mapping[str, Array]) -> dict[str, Array]:
+    """The parameters an optimizer updates: all but the model's statistics (a batch norm's
+    running mean and variance), which is also what its state is built for:
+    ``optimizer.init(trainable(model, params))``."""
+    statistics = set(model.statistics())
+    return {name: p for name, p in params.items() if name not in statistics}
 
 
 class Step:
@@ -211,7 +230,7 @@ class GenericStep(Step):
     params : mapping of str to array
         Where to start.
     opt_state : optional
-        The optimizer's state; ``optimizer.init(params)`` when omitted.
+        The optimizer's state; ``optimizer.init(trainable(model, params))`` when omitted.
     loss : str or callable
         As for :func:`loss_and_grads`.
     reduction : {'mean', 'sum'}
@@ -249,11 +268,15 @@ class GenericStep(Step):
         self.loss = get_loss(loss)
         self.reduction = reduction
         self._params = dict(params)
-        self._opt_state = optimizer.init(self._params) if opt_state is None else opt_state
+        if opt_state is None:
+            opt_state = optimizer.init(trainable(model, self._params))
+        self._opt_state = opt_state
         self.xp = xp if xp is not None else array_namespace(*self._params.values())
         self._grads: dict[str, Array] = {}
-        layers = getattr(model, "layers", (model,))
-        self.needs_rng = any(getattr(layer, "p", 0.0) > 0.0 for layer in layers)
+        # New values of the model's statistics, written with the optimizer's update so that
+        # compute_grads leaves the parameters as they were.
+        self._statistics: dict[str, Array] | None = {} if model.statistics() else None
+        self.needs_rng = any(getattr(layer, "p", 0.0) > 0.0 for layer in _walk_layers(model))
 
     @property
     def params(self) -> dict[str, Array]:
@@ -280,9 +303,25 @@ class GenericStep(Step):
             train=True,
             rng=rng,
             xp=self.xp,
+            updates=self._statistics,
         )
         return loss
 
     def apply_grads(self) -> None:
-        updates, self._opt_state = self.optimizer.update(self._grads, self._opt_state, self._params)
-        self._params = apply_updates(self._params, updates)
+        if self._statistics is None:
+            updates, self._opt_state = self.optimizer.update(
+                self._grads, self._opt_state, self._params
+            )
+            self._params = apply_updates(self._params, updates)
+            return
+        trained = trainable(self.model, self._params)
+        updates, self._opt_state = self.optimizer.update(self._grads, self._opt_state, trained)
+        self._params = {**self._params, **apply_updates(trained, updates), **self._statistics}
+        self._statistics = {}
+
+
+def _walk_layers(layer: Layer):
+    """``layer`` and every layer inside it, containers (Sequential, Residual) opened."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _walk_layers(inner)
