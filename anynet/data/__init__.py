@@ -6,10 +6,14 @@
 >>> loader = DataLoader(X, y, batch_size=256, seed=0)  # doctest: +SKIP
 >>> for X_batch, y_batch in loader: ...  # doctest: +SKIP
 
+Images can be augmented on the device (:class:`RandomCropFlip`), with random numbers named
+by ``(seed, epoch, batch)``, so that a resumed run sees the batches an uninterrupted one saw.
+
 The readers of data files live in :mod:`anynet.datasets`.
 """
 
+from anynet.data.augment import RandomCropFlip
 from anynet.data.loader import NORMALIZATIONS, DataLoader
 from anynet.data.standardizer import Standardizer
 
-__all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
+__all__ = ["NORMALIZATIONS", "DataLoader", "RandomCropFlip", "Standardizer"]
