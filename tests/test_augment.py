@@ -1,4 +1,4 @@
-"""Augmentation on the device: RandomCropFlip (the ``backend`` fixture)."""
+"""Augmentation on the device: RandomCropFlip alone, and in the loader (the ``backend`` fixture)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from anynet.data import RandomCropFlip
+import anynet
+from anynet import nn
+from anynet.data import DataLoader, RandomCropFlip
+from anynet.errors import DataError
 
-N = 70
+N, B = 70, 16
 
 
 def images(n: int = N, shape: tuple[int, ...] = (2, 5, 6), seed: int = 0) -> np.ndarray:
@@ -122,3 +125,141 @@ def test_bad_batches_and_keys_are_named():
     with pytest.raises(ValueError, match="seed must be an integer >= 0; got None"):
         augment.draw(3, seed=None, epoch=0, batch=0)
     assert repr(augment) == "RandomCropFlip(padding=2, flip=True)"
+
+
+# --- in the loader ------------------------------------------------------------------------------
+
+
+def loader_batches(loader: DataLoader) -> list[tuple[np.ndarray, np.ndarray]]:
+    be = loader.backend
+    return [(be.to_numpy(xb), be.to_numpy(yb)) for xb, yb in loader]
+
+
+def same(a, b) -> bool:
+    pairs = list(zip(a, b, strict=True))
+    return all(np.array_equal(xa, xb) and np.array_equal(ya, yb) for (xa, ya), (xb, yb) in pairs)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_each_training_batch_is_the_stored_batch_augmented(backend, streaming):
+    X, y = images(), np.arange(N) % 10
+    augment = RandomCropFlip(padding=2)
+    budget = {"max_device_bytes": 2 * B * (60 + 8)} if streaming else {}
+    kw = dict(backend=backend, seed=4, flatten=False, normalize=None, **budget)
+    plain = DataLoader(X, y, B, **kw)
+    augmented = DataLoader(X, y, B, augment=augment, **kw)
+    assert augmented.streaming == streaming
+    for epoch in range(2):
+        got, stored = loader_batches(augmented), loader_batches(plain)
+        assert not same(got, stored)
+        for b, ((xa, ya), (xs, ys)) in enumerate(zip(got, stored, strict=True)):
+            draws = augment.draw(len(xs), seed=4, epoch=epoch, batch=b)
+            np.testing.assert_array_equal(xa, reference(xs, 2, draws).astype(np.float32))
+            np.testing.assert_array_equal(ya, ys)  # labels follow their images
+
+
+def test_augmentation_comes_before_the_normalization():
+    """Padding is black pixels: -1 after the symmetric scaling, as torchvision's order gives."""
+    X, y = images(4, (1, 3, 3)), np.zeros(4, dtype=np.int64)
+    aug = RandomCropFlip(padding=3, flip=False)
+    loader = DataLoader(X, y, 4, backend="numpy", seed=0, normalize="symmetric", augment=aug)
+    xb, _ = next(iter(loader))
+    draws = aug.draw(4, seed=0, epoch=0, batch=0)
+    order = loader.order(0)
+    want = (reference(X[order], 3, draws).reshape(4, 9) / 255.0 - 0.5) / 0.5
+    np.testing.assert_allclose(xb, want, rtol=1e-6)
+    assert (xb == -1).any()
+
+
+def test_flat_batches_of_augmented_images():
+    X, y = images(), np.arange(N) % 10
+    aug = RandomCropFlip(padding=1)
+    flat = DataLoader(X, y, B, backend="numpy", seed=2, augment=aug, normalize=None)
+    shaped = DataLoader(
+        X, y, B, backend="numpy", seed=2, augment=aug, normalize=None, flatten=False
+    )
+    for (xf, _), (xs, _) in zip(loader_batches(flat), loader_batches(shaped), strict=True):
+        assert xf.shape == (len(xs), 60)
+        np.testing.assert_array_equal(xf, xs.reshape(len(xs), 60))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_an_epoch_started_at_batch_k_sees_the_batches_of_a_whole_one(backend, shuffle, streaming):
+    X, y = images(), np.arange(N) % 10
+    budget = {"max_device_bytes": 2 * B * (60 + 8)} if streaming else {}
+    kw = dict(backend=backend, seed=8, shuffle=shuffle, augment=RandomCropFlip(2), **budget)
+    whole = DataLoader(X, y, B, **kw)
+    epochs = [loader_batches(whole) for _ in range(3)]
+    for k in range(len(whole) + 1):
+        resumed = DataLoader(X, y, B, **kw)
+        resumed.set_epoch(1, batch=k)
+        assert same(loader_batches(resumed), epochs[1][k:])
+        assert same(loader_batches(resumed), epochs[2])  # then whole epochs again
+
+
+def test_evaluation_loaders_are_never_augmented(backend):
+    X, y = images(), np.arange(N) % 10
+    kw = dict(backend=backend, shuffle=False, normalize=None, flatten=False)
+    train = DataLoader(X, y, B, augment=RandomCropFlip(2), **kw)
+    evaluation = DataLoader(X, y, B, **kw)  # what a validation or prediction loader is
+    assert evaluation.augment is None and train.augment is not None
+    got = np.concatenate([x for x, _ in loader_batches(evaluation)])
+    np.testing.assert_array_equal(got, X.astype(np.float32))
+    assert not np.array_equal(np.concatenate([x for x, _ in loader_batches(train)]), got)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"X": images(8, (12,))}, DataError, r"X must have shape \(N, H, W\) or \(N, C, H, W\)"),
+        ({"X": images(8, (1, 1, 2, 2))}, DataError, r"got \(8, 1, 1, 2, 2\)"),
+        ({"augment": "crop"}, ValueError, "augment must be a RandomCropFlip or None; got 'crop'"),
+    ],
+)
+def test_the_loader_refuses_what_it_cannot_augment(kwargs, error, message):
+    args = {"X": images(8), "y": np.arange(8), "batch_size": 4, "backend": "numpy"}
+    args |= {"augment": RandomCropFlip()} | kwargs
+    with pytest.raises(error, match=message):
+        DataLoader(**args)
+
+
+# --- in the training loop: a run resumed mid-epoch is the uninterrupted run ---------------------
+
+
+class StopAt(anynet.training.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_run_resumed_mid_epoch_augments_as_the_uninterrupted_one(tmp_path):
+    from anynet.training import Checkpointer, read_checkpoint, select_step, train
+
+    be = anynet.get_backend("numpy")
+    X, y = images(48, (1, 4, 4)), np.arange(48) % 3
+    model = nn.Sequential(nn.Dense(16, 8), nn.ReLU(), nn.Dense(8, 3))
+
+    def step(params=None, opt_state=None):
+        params = params or model.init_params(rng=be.host_generator(1), backend=be)
+        return select_step(model, nn.adam(0.01), params, opt_state, backend=be)
+
+    def loader():
+        return DataLoader(X, y, 8, backend=be, seed=3, augment=RandomCropFlip(1))
+
+    straight = train(step(), loader(), epochs=2, seed=5)
+    with pytest.raises(KeyboardInterrupt):
+        train(step(), loader(), epochs=2, seed=5, callbacks=[Checkpointer(tmp_path), StopAt(9)])
+    path = tmp_path / "checkpoint.safetensors"
+    state, ckpt = read_checkpoint(path, backend=be, param_shapes=model.param_shapes())
+    assert (state.epoch, state.batch) == (1, 3)
+    resumed = train(step(ckpt.params, ckpt.opt_state), loader(), epochs=2, seed=5, state=state)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    # Without the augmentation the run is another one: the test can fail.
+    plain = DataLoader(X, y, 8, backend=be, seed=3)
+    other = train(step(), plain, epochs=2, seed=5)
+    assert any(not np.array_equal(other.params[k], straight.params[k]) for k in straight.params)

@@ -99,6 +99,27 @@ def test_flatten_false_keeps_the_sample_shape(backend):
     assert tuple(next(iter(flat))[0].shape) == (4, 20)
 
 
+@pytest.mark.parametrize("normalize", ["unit", "standardize"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_image_batches_keep_the_shape_given(backend, normalize, streaming):
+    """(N, C, H, W) images: a convolutional network gets (B, C, H, W), in the stored order."""
+    X, y = pixels(n=10)
+    X = np.stack([X, 255 - X], axis=1)  # two channels
+    budget = {"max_device_bytes": 4 * (32 + 8)} if streaming else {}
+    kw = dict(backend=backend, shuffle=False, normalize=normalize, **budget)
+    loader = DataLoader(X, y, 4, flatten=False, **kw)
+    assert loader.streaming == streaming and loader.n_features == 32
+    got = batches(loader)
+    assert [x.shape for x, _ in got] == [(4, 2, 4, 4), (4, 2, 4, 4), (2, 2, 4, 4)]
+    flat = np.concatenate([x for x, _ in batches(DataLoader(X, y, 4, **kw))])
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in got]).reshape(10, 32), flat)
+    if normalize == "unit":
+        np.testing.assert_allclose(flat, X.reshape(10, 32) / 255.0, rtol=1e-6)
+    else:
+        want = loader.standardizer.transform(X).reshape(10, 32)
+        np.testing.assert_allclose(flat, want, rtol=1e-5, atol=1e-5)
+
+
 # --- determinism and resume -------------------------------------------------------------------
 
 
@@ -123,6 +144,21 @@ def test_set_epoch_resumes_with_the_uninterrupted_shuffle(backend):
     resumed.set_epoch(2)
     assert same(batches(resumed), runs[2])
     assert same(batches(resumed), runs[3])
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_set_epoch_can_start_an_epoch_at_a_batch(backend, streaming):
+    X, y = indexed_data()
+    budget = {"max_device_bytes": 2 * B * (3 + 8)} if streaming else {}
+    kw = dict(backend=backend, seed=7, normalize=None, **budget)
+    uninterrupted = DataLoader(X, y, B, **kw)
+    runs = [batches(uninterrupted) for _ in range(3)]
+    for k in (0, 1, 3, 5):
+        resumed = DataLoader(X, y, B, **kw)
+        resumed.set_epoch(1, batch=k)
+        assert same(batches(resumed), runs[1][k:])
+        assert resumed.epoch == 2
+        assert same(batches(resumed), runs[2])
 
 
 def test_seed_none_draws_one_seed_and_reports_it():
@@ -290,6 +326,10 @@ def test_set_epoch_rejects_negative():
     loader = DataLoader(X_OK, Y_OK, 4, backend="numpy")
     with pytest.raises(ValueError, match="epoch must be an integer >= 0; got -1"):
         loader.set_epoch(-1)
+    with pytest.raises(
+        ValueError, match=r"batch must be an integer in \[0, 3\]; got 4. An epoch has 3"
+    ):
+        loader.set_epoch(0, batch=4)
 
 
 @pytest.mark.needs_backend("array_api_strict")
@@ -350,6 +390,17 @@ def test_fused_gather_equals_generic_bit_for_bit(
     batch_iter = iter(fused)
     first, second = next(batch_iter)[0], next(batch_iter)[0]
     assert not np.shares_memory(first, second)
+
+
+def test_fused_gather_of_images_in_channels_equals_generic(monkeypatch):
+    X = np.random.default_rng(4).integers(0, 256, size=(37, 3, 4, 5)).astype("uint8")
+    kw = dict(backend="numpy", seed=2, normalize="standardize", flatten=False)
+    fused = DataLoader(X, np.arange(37) % 10, 8, **kw)
+    monkeypatch.setenv("ANYNET_FAST", "0")
+    generic = DataLoader(X, np.arange(37) % 10, 8, **kw)
+    assert fused._gather is not None and generic._gather is None
+    got, want = batches(fused), batches(generic)
+    assert same(got, want) and got[0][0].shape == (8, 3, 4, 5)
 
 
 def test_float_data_keeps_the_generic_gather():

@@ -6,8 +6,12 @@
 >>> loader = DataLoader(X, y, batch_size=256, seed=0)  # doctest: +SKIP
 >>> for X_batch, y_batch in loader: ...  # doctest: +SKIP
 
-Images can be augmented on the device (:class:`RandomCropFlip`), with random numbers named
-by ``(seed, epoch, batch)``, so that a resumed run sees the batches an uninterrupted one saw.
+Training batches can be augmented on the device, with random numbers named by
+``(seed, epoch, batch)``, so that a resumed run sees the batches an uninterrupted one saw:
+
+>>> from anynet.data import RandomCropFlip
+>>> augment = RandomCropFlip(padding=2, flip=True)
+>>> loader = DataLoader(X, y, 256, seed=0, flatten=False, augment=augment)  # doctest: +SKIP
 
 The readers of data files live in :mod:`anynet.datasets`.
 """

@@ -5,6 +5,10 @@ Each epoch draws a permutation with the backend's own generator, on the device; 
 gathered with ``xp.take``, cast and normalized there. Nothing crosses between host and device
 inside an epoch, which matters on a GPU, where a batch crossing the bus each step wastes it.
 
+Training batches can be augmented there too (:class:`~anynet.data.RandomCropFlip`), with
+random numbers named by ``(seed, epoch, batch)``: drawn on the host, they go to the device once
+per epoch, a few bytes per image.
+
 When the data set would not fit a device memory budget, the loader streams chunks of it from
 host memory instead; on CuPy through pinned host buffers and a copy stream, so that the copy
 of the next chunk overlaps the work on the current one. The batches are the same either way.
@@ -19,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from anynet.backends import Backend, derive_seed, get_backend, host_dtype
-from anynet.checks import check_choice, check_flag, check_int
+from anynet.checks import check_choice, check_flag, check_int, fail
+from anynet.data.augment import RandomCropFlip
 from anynet.data.standardizer import Standardizer
 from anynet.errors import DataError
 
@@ -46,8 +51,9 @@ class DataLoader:
     Parameters
     ----------
     X : array_like
-        Samples along axis 0, on the host: uint8 pixels (e.g. (N, 28, 28)), or floating point.
-        uint8 stays uint8 on the device (a quarter of float32); floats are stored in ``dtype``.
+        Samples along axis 0, on the host: rows of features (N, n_features), or images
+        (N, H, W) or (N, C, H, W); uint8 pixels, or floating point. uint8 stays uint8 on the
+        device (a quarter of float32); floats are stored in ``dtype``.
     y : array_like
         Integer class labels of shape (N,), 0 or more.
     batch_size : int
@@ -74,7 +80,8 @@ class DataLoader:
         Statistics to reuse with ``normalize='standardize'``: pass the training loader's
         :attr:`standardizer` to the test loader so both sets are scaled alike.
     flatten : bool
-        Batches of shape (B, n_features), e.g. (B, 784); ``False`` keeps (B, 28, 28).
+        Batches of shape (B, n_features), e.g. (B, 784), for a dense network; ``False`` keeps
+        the shape of X's samples, e.g. (B, 1, 28, 28) for a convolutional one.
     num_classes : int, optional
         Labels must be below it; default ``max(y) + 1``.
     max_device_bytes : int, optional
@@ -82,6 +89,11 @@ class DataLoader:
         host memory. Default: half the free memory of a GPU; no limit on the CPU.
     pin_memory : bool, optional
         Stream through pinned host buffers and a copy stream (CuPy only). Default: on CuPy.
+    augment : RandomCropFlip, optional
+        Crop and flip every batch this loader gives, on the device, before the cast and the
+        normalization (so padding is black pixels, as with torchvision's transforms). Needs
+        images: X of shape (N, H, W) or (N, C, H, W). Batch b of epoch k is augmented as a pure
+        function of ``(seed, k, b)``. Give it to the training loader only.
 
     Attributes
     ----------
@@ -109,7 +121,9 @@ class DataLoader:
     the left-out tail with ``drop_last``). ``len(loader)`` is the number of batches.
 
     To resume a run at epoch k with the shuffles an uninterrupted run would have drawn, build
-    the loader with the same seed and call ``loader.set_epoch(k)`` before iterating.
+    the loader with the same seed and call ``loader.set_epoch(k)`` before iterating;
+    ``loader.set_epoch(k, batch=b)`` starts that epoch at its batch b, with the order and the
+    augmentation the uninterrupted run had there.
 
     Examples
     --------
@@ -141,6 +155,7 @@ class DataLoader:
         num_classes: int | None = None,
         max_device_bytes: int | None = None,
         pin_memory: bool | None = None,
+        augment: RandomCropFlip | None = None,
     ):
         be = get_backend(backend)
         self.backend = be
@@ -155,9 +170,11 @@ class DataLoader:
         self.dtype = self._check_dtype(dtype)
         self.normalize = self._check_normalize(normalize, X)
         self.seed = self._check_seed(seed)
-        self.epoch = 0
+        self.augment = self._check_augment(augment, X)
+        self.epoch, self._first_batch = 0, 0
 
-        self.sample_shape = (prod(X.shape[1:]),) if self.flatten else tuple(X.shape[1:])
+        self.image_shape = tuple(X.shape[1:])
+        self.sample_shape = (prod(X.shape[1:]),) if self.flatten else self.image_shape
         self.n_features = prod(X.shape[1:])
         # The host copy the device gets (or that chunks stream from): uint8 as it is, floats
         # cast once to the batch dtype.
@@ -322,6 +339,21 @@ class DataLoader:
             )
         return standardizer
 
+    def _check_augment(self, augment: Any, X: np.ndarray) -> RandomCropFlip | None:
+        if augment is None:
+            return None
+        if not (
+            callable(getattr(augment, "draw", None)) and callable(getattr(augment, "apply", None))
+        ):
+            raise fail("augment", "a RandomCropFlip or None", augment)
+        if X.ndim not in (3, 4):
+            raise DataError(
+                f"augment crops and flips images, so X must have shape (N, H, W) or "
+                f"(N, C, H, W); got {X.shape}. Reshape rows of pixels to images first, e.g. "
+                "X.reshape(-1, 1, 28, 28); flatten=True still gives flat batches."
+            )
+        return augment
+
     def _check_budget(self, max_device_bytes: Any) -> int | None:
         if max_device_bytes is None:
             return _default_budget(self.backend)
@@ -363,13 +395,18 @@ class DataLoader:
         """Batches per epoch."""
         return -(-self._n_used // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration run epoch ``epoch`` (its shuffle depends on (seed, epoch)).
+    def set_epoch(self, epoch: int, batch: int = 0) -> None:
+        """Make the next iteration run epoch ``epoch`` (its shuffle depends on (seed, epoch)),
+        from its batch ``batch`` on.
 
-        Use it to resume a run: a loader with the same seed, set to epoch k, gives the batches
-        an uninterrupted run gets in its epoch k.
+        Use it to resume a run: a loader with the same seed, set to epoch k and batch b, gives
+        the batches an uninterrupted run gets in its epoch k from batch b on, augmented alike.
+        The iteration after that one starts at batch 0 of the epoch after.
         """
         self.epoch = check_int("epoch", epoch, minimum=0)
+        self._first_batch = check_int(
+            "batch", batch, minimum=0, maximum=len(self), hint=f"An epoch has {len(self)} batches"
+        )
 
     def order(self, epoch: int | None = None) -> Any:
         """The sample order of an epoch (default: the next) as int64 indices on the device,
@@ -380,17 +417,31 @@ class DataLoader:
         return self.backend.generator(derive_seed(self.seed, epoch)).permutation(self.n_samples)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        order = self.order()
-        self.epoch += 1
+        order, epoch, first_row = self.order(), self.epoch, self._first_batch * self.batch_size
+        self.epoch, self._first_batch = epoch + 1, 0
+        finish = _Finish(self, self._epoch_draws(epoch, first_row), first_row)
         if not self.streaming:
-            return self._iter_resident(order)
+            return self._iter_resident(order, first_row, finish)
         # The one transfer of a streaming epoch that is not data: its order, at the start.
         order_host = None if order is None else self.backend.to_numpy(order)
         if self.pin_memory:
             from anynet.data.pinned import iter_pinned
 
-            return iter_pinned(self, order_host)
-        return self._iter_streaming(order_host)
+            return iter_pinned(self, order_host, first_row, finish)
+        return self._iter_streaming(order_host, first_row, finish)
+
+    def _epoch_draws(self, epoch: int, first_row: int) -> Any:
+        """The augmentation's draws for the epoch's batches from row ``first_row`` on, one row
+        per sample, on the device: one transfer per epoch rather than one per batch."""
+        if self.augment is None or first_row >= self._n_used:
+            return None
+        B = self.batch_size
+        host = [
+            self.augment.draw(min(B, self._n_used - row), seed=self.seed, epoch=epoch, batch=b)
+            for b, row in enumerate(range(0, self._n_used, B))
+            if row >= first_row
+        ]
+        return self.backend.asarray(np.concatenate(host))
 
     def _convert(self, xb: Any) -> Any:
         """Cast and normalize a batch, on the device."""
@@ -405,11 +456,13 @@ class DataLoader:
             return (x - self._mean) * self._inv_std
         return x
 
-    def _iter_resident(self, order: Any) -> Iterator[tuple[Any, Any]]:
+    def _iter_resident(
+        self, order: Any, first_row: int, finish: _Finish
+    ) -> Iterator[tuple[Any, Any]]:
         xp, B = self.backend.xp, self.batch_size
-        for start in range(0, self._n_used, B):
+        for start in range(first_row, self._n_used, B):
             stop = min(start + B, self._n_used)
-            if self._gather is not None:
+            if self._gather is not None and self.augment is None:
                 idx = xp.arange(start, stop) if order is None else order[start:stop]
                 yield self._gather(idx), xp.take(self._y, idx, axis=0)
                 continue
@@ -418,7 +471,7 @@ class DataLoader:
             else:
                 idx = order[start:stop]
                 xb, yb = xp.take(self._X, idx, axis=0), xp.take(self._y, idx, axis=0)
-            yield self._convert(xb), yb
+            yield finish(xb, start), yb
 
     def _host_chunk(self, order: np.ndarray | None, c0: int, c1: int) -> tuple[Any, Any]:
         if order is None:
@@ -426,16 +479,19 @@ class DataLoader:
         rows = order[c0:c1]
         return self._X_host[rows], self._y_host[rows]
 
-    def _iter_streaming(self, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
+    def _iter_streaming(
+        self, order: np.ndarray | None, first_row: int, finish: _Finish
+    ) -> Iterator[tuple[Any, Any]]:
         be, B = self.backend, self.batch_size
-        for c0 in range(0, self._n_used, self._chunk_rows):
+        # first_row is a whole number of batches, so chunks from it keep the batch boundaries.
+        for c0 in range(first_row, self._n_used, self._chunk_rows):
             c1 = min(c0 + self._chunk_rows, self._n_used)
             X_host, y_host = self._host_chunk(order, c0, c1)
             X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host, dtype="int64")
             # Chunks hold whole batches, so batch boundaries match the resident path's.
             for start in range(0, c1 - c0, B):
                 stop = min(start + B, c1 - c0)  # the standard leaves out-of-bounds slices open
-                yield self._convert(X_chunk[start:stop, ...]), y_chunk[start:stop]
+                yield finish(X_chunk[start:stop, ...], c0 + start), y_chunk[start:stop]
 
     def __repr__(self) -> str:
         return (
@@ -443,3 +499,23 @@ class DataLoader:
             f"shuffle={self.shuffle}, backend={self.backend.spec!r}, "
             f"normalize={self.normalize!r}, streaming={self.streaming})"
         )
+
+
+class _Finish:
+    """A batch's last stage, on the device: augmentation (if any) of the stored pixels, then
+    the cast and normalization. ``draws`` holds one row per sample of the epoch from row
+    ``first_row`` on."""
+
+    def __init__(self, loader: DataLoader, draws: Any, first_row: int):
+        self.loader, self.draws, self.first_row = loader, draws, first_row
+
+    def __call__(self, xb: Any, row: int) -> Any:
+        """Batch ``xb``, which holds the epoch's samples from position ``row`` on."""
+        loader = self.loader
+        if self.draws is not None:
+            n, xp = xb.shape[0], loader.backend.xp
+            at = row - self.first_row
+            images = xp.reshape(xb, (n, *loader.image_shape))
+            images = loader.augment.apply(images, self.draws[at : at + n, ...])
+            xb = xp.reshape(images, (n, *loader.sample_shape))
+        return loader._convert(xb)

@@ -7,7 +7,7 @@ used, so a GPU waits for the bus as little as it can. The batches are the same e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -15,12 +15,17 @@ import numpy as np
 __all__ = ["iter_pinned"]
 
 
-def iter_pinned(loader: Any, order: np.ndarray | None) -> Iterator[tuple[Any, Any]]:
-    """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight."""
+def iter_pinned(
+    loader: Any, order: np.ndarray | None, first_row: int, finish: Callable[[Any, int], Any]
+) -> Iterator[tuple[Any, Any]]:
+    """CuPy fast path: pinned host buffers, a copy stream, two chunks in flight.
+
+    The epoch starts at sample ``first_row`` (a whole number of batches); ``finish(xb, row)``
+    turns the stored batch that starts at the epoch's sample ``row`` into the batch given."""
     import cupyx
 
     cp, B, rows = loader.backend.library, loader.batch_size, loader._chunk_rows
-    starts = list(range(0, loader._n_used, rows))
+    starts = list(range(first_row, loader._n_used, rows))
     with loader.backend.device:
         compute = cp.cuda.get_current_stream()
         copy_stream = cp.cuda.Stream(non_blocking=True)
@@ -65,7 +70,7 @@ def iter_pinned(loader: Any, order: np.ndarray | None) -> Iterator[tuple[Any, An
             for start in range(0, n, B):
                 stop = min(start + B, n)  # the last chunk fills only n rows of its buffer
                 with loader.backend.device:
-                    xb = loader._convert(dev_X[slot][start:stop])
+                    xb = finish(dev_X[slot][start:stop], starts[i] + start)
                     # A copy: the buffer is refilled two chunks on, the caller may keep yb.
                     yb = dev_y[slot][start:stop].copy()
                 yield xb, yb
