@@ -22,27 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from anynet.backends import Backend, derive_seed, get_backend, host_dtype
-from anynet.checks import check_choice, check_flag, check_int, fail
+from anynet.backends import Backend, derive_seed, get_backend
+from anynet.checks import check_flag, check_int
+from anynet.data import arguments
+from anynet.data.arguments import NORMALIZATIONS
 from anynet.data.augment import RandomCropFlip
 from anynet.data.standardizer import Standardizer
-from anynet.errors import DataError
 
 __all__ = ["NORMALIZATIONS", "DataLoader", "Standardizer"]
-
-#: The values ``DataLoader(normalize=...)`` takes, and what each does to a pixel ``x``.
-NORMALIZATIONS = {
-    "unit": "x / 255, in [0, 1]",
-    "standardize": "(x - mean) / std per feature, statistics from the training set",
-    "symmetric": "(x / 255 - 0.5) / 0.5, in [-1, 1] (torchvision's Normalize((0.5,), (0.5,)))",
-    None: "no scaling: the stored values cast to the batch dtype",
-}
-
-
-def _default_budget(be: Backend) -> int | None:
-    """Half the free memory of a GPU; no limit on the CPU (host memory is the data's home)."""
-    free = be.free_device_memory()
-    return None if free is None else free // 2
 
 
 class DataLoader:
@@ -163,14 +150,14 @@ class DataLoader:
         self.drop_last = check_flag("drop_last", drop_last)
         self.flatten = check_flag("flatten", flatten)
 
-        X = self._check_X(X)
+        X = arguments.check_X(X)
         self.n_samples = int(X.shape[0])
-        self.batch_size = self._check_batch_size(batch_size)
-        y = self._check_y(y, num_classes)
-        self.dtype = self._check_dtype(dtype)
-        self.normalize = self._check_normalize(normalize, X)
-        self.seed = self._check_seed(seed)
-        self.augment = self._check_augment(augment, X)
+        self.batch_size = arguments.check_batch_size(batch_size, self.n_samples, self.drop_last)
+        y, self.n_classes = arguments.check_y(y, self.n_samples, num_classes)
+        self.dtype, self._host_dtype = arguments.check_dtype(dtype, be)
+        self.normalize = arguments.check_normalize(normalize, X)
+        self.seed = arguments.check_seed(seed)
+        self.augment = arguments.check_augment(augment, X)
         self.epoch, self._first_batch = 0, 0
 
         self.image_shape = tuple(X.shape[1:])
@@ -183,7 +170,7 @@ class DataLoader:
         self._X_host = self._X_host.astype(stored_dtype, copy=False)
         self._y_host = y
 
-        self.standardizer = self._check_standardizer(standardizer, X)
+        self.standardizer = arguments.check_standardizer(standardizer, self.normalize, X)
         self._mean = self._inv_std = None
         if self.standardizer is not None:
             shape = self.sample_shape
@@ -193,10 +180,10 @@ class DataLoader:
 
         row_bytes = self._X_host.itemsize * prod(self.sample_shape) + 8  # + the int64 label
         resident_bytes = row_bytes * self.n_samples
-        budget = self._check_budget(max_device_bytes)
+        budget = arguments.check_budget(max_device_bytes, be)
         self.max_device_bytes = budget
         self.streaming = budget is not None and resident_bytes > budget
-        self.pin_memory = self._check_pin_memory(pin_memory)
+        self.pin_memory = arguments.check_pin_memory(pin_memory, self.streaming, be)
         if self.streaming:
             self._chunk_rows = self._plan_chunks(budget, row_bytes)
             buffers = 2 if self.pin_memory else 1
@@ -219,156 +206,6 @@ class DataLoader:
                 self._gather = batch_gather(
                     ops, self._X, self.dtype, self._convert, self._mean, self._inv_std
                 )
-
-    # --- argument checks: each error names the argument, what came, and what to do --------
-
-    def _check_X(self, X: Any) -> np.ndarray:
-        try:
-            X = np.asarray(X)
-        except Exception as exc:
-            raise DataError(
-                f"X must be a host array (NumPy or anything NumPy accepts); got "
-                f"{type(X).__name__}, which NumPy cannot read ({exc}). Move it to the host "
-                "first (e.g. backend.to_numpy(X))."
-            ) from None
-        if X.ndim < 2:
-            raise DataError(
-                f"X must have samples along axis 0 and features after it (ndim >= 2); got "
-                f"shape {X.shape}. Reshape a single feature column with X.reshape(-1, 1)."
-            )
-        if X.shape[0] == 0:
-            raise DataError(f"X holds no samples (shape {X.shape}); a loader needs at least one")
-        if X.dtype != np.uint8 and X.dtype.kind != "f":
-            raise DataError(
-                f"X must be uint8 pixels (0-255) or floating point; got dtype {X.dtype}. "
-                "Cast it, e.g. X.astype('uint8') for pixel values or X.astype('float32')."
-            )
-        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
-            raise DataError("X holds NaN or infinite values; clean them before loading")
-        return X
-
-    def _check_batch_size(self, batch_size: Any) -> int:
-        value = check_int("batch_size", batch_size, minimum=1, hint="Use e.g. 64")
-        if self.drop_last and value > self.n_samples:
-            raise ValueError(
-                f"batch_size={value} exceeds the {self.n_samples} samples and drop_last=True: "
-                "every epoch would be empty. Lower batch_size or set drop_last=False."
-            )
-        return value
-
-    def _check_y(self, y: Any, num_classes: int | None) -> np.ndarray:
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise DataError(
-                f"y must be a 1-D array of class labels; got shape {y.shape}. (One-hot labels? "
-                "Pass y.argmax(axis=1).)"
-            )
-        if y.shape[0] != self.n_samples:
-            raise DataError(
-                f"X and y have different lengths: X has {self.n_samples} samples, y has "
-                f"{y.shape[0]} labels; pass the labels that belong to X"
-            )
-        if y.dtype.kind not in "iu":
-            raise DataError(
-                f"y must hold integer class labels; got dtype {y.dtype}. If they are whole "
-                "numbers, cast them with y.astype('int64')."
-            )
-        if num_classes is not None:
-            num_classes = check_int("num_classes", num_classes, minimum=1)
-        low, high = int(y.min()), int(y.max())
-        if low < 0:
-            raise DataError(
-                f"y holds the label {low}; class labels must be 0 or more (0 to n_classes - 1)"
-            )
-        if num_classes is not None and high >= num_classes:
-            raise DataError(
-                f"y holds the label {high}, out of range for num_classes={num_classes} (labels "
-                f"0 to {num_classes - 1}); raise num_classes or fix the labels"
-            )
-        self.n_classes = int(num_classes) if num_classes is not None else high + 1
-        return y.astype(np.int64, copy=False)
-
-    def _check_dtype(self, dtype: Any) -> Any:
-        xp = self.backend.xp
-        try:
-            value = self.backend.dtype(dtype)
-            floating = xp.isdtype(value, "real floating")
-        except Exception:
-            floating = False
-        if not floating:
-            raise ValueError(
-                f"dtype must be a real floating dtype such as 'float32' or 'float64'; got {dtype!r}"
-            )
-        self._host_dtype = host_dtype(value)
-        return value
-
-    def _check_normalize(self, normalize: Any, X: np.ndarray) -> str | None:
-        check_choice("normalize", normalize, NORMALIZATIONS)
-        if normalize in ("unit", "symmetric") and X.dtype != np.uint8:
-            raise DataError(
-                f"normalize={normalize!r} divides by 255 and needs uint8 pixels, but X is "
-                f"{X.dtype}. Pass normalize='standardize' or None for data already scaled."
-            )
-        return normalize
-
-    def _check_seed(self, seed: Any) -> int:
-        if seed is None:
-            # Drawn once, so that set_epoch still reproduces this loader's own epochs.
-            return int(np.random.SeedSequence().generate_state(1)[0])
-        return check_int("seed", seed, minimum=0, hint="Or pass None for a seed drawn once.")
-
-    def _check_standardizer(self, standardizer: Any, X: np.ndarray) -> Standardizer | None:
-        if standardizer is not None and self.normalize != "standardize":
-            raise ValueError(
-                f"standardizer is used only with normalize='standardize'; got "
-                f"normalize={self.normalize!r}"
-            )
-        if self.normalize != "standardize":
-            return None
-        if standardizer is None:
-            return Standardizer.fit(X)
-        if not isinstance(standardizer, Standardizer):
-            raise TypeError(
-                f"standardizer must be a Standardizer (e.g. train_loader.standardizer); got "
-                f"{type(standardizer).__name__}"
-            )
-        if standardizer.mean.shape not in (X.shape[1:], (self.n_features,)):
-            raise DataError(
-                f"the standardizer was fitted on samples of shape {standardizer.mean.shape}, "
-                f"but X's samples have shape {X.shape[1:]}"
-            )
-        return standardizer
-
-    def _check_augment(self, augment: Any, X: np.ndarray) -> RandomCropFlip | None:
-        if augment is None:
-            return None
-        if not (
-            callable(getattr(augment, "draw", None)) and callable(getattr(augment, "apply", None))
-        ):
-            raise fail("augment", "a RandomCropFlip or None", augment)
-        if X.ndim not in (3, 4):
-            raise DataError(
-                f"augment crops and flips images, so X must have shape (N, H, W) or "
-                f"(N, C, H, W); got {X.shape}. Reshape rows of pixels to images first, e.g. "
-                "X.reshape(-1, 1, 28, 28); flatten=True still gives flat batches."
-            )
-        return augment
-
-    def _check_budget(self, max_device_bytes: Any) -> int | None:
-        if max_device_bytes is None:
-            return _default_budget(self.backend)
-        return check_int("max_device_bytes", max_device_bytes, minimum=1)
-
-    def _check_pin_memory(self, pin_memory: Any) -> bool:
-        if pin_memory is None:
-            return self.streaming and self.backend.pinned_streaming
-        pin = check_flag("pin_memory", pin_memory)
-        if pin and not self.backend.pinned_streaming:
-            raise ValueError(
-                f"pin_memory=True needs the 'cupy' backend; this loader runs on "
-                f"{self.backend.spec!r}. Leave pin_memory=None."
-            )
-        return pin and self.streaming
 
     def _plan_chunks(self, budget: int, row_bytes: int) -> int:
         """Rows per streamed chunk: whole batches, as many as the budget allows."""
