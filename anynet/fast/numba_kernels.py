@@ -103,7 +103,10 @@ def _compile() -> Any:
             Z[r, label] -= scale
         return total * scale
 
+    from anynet.fast.numba_image_kernels import compile_kernels
+
     return SimpleNamespace(
+        **compile_kernels(jit),
         adam=adam,
         bias_relu=bias_relu,
         relu_backward=relu_backward,

@@ -15,11 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from anynet.fast.activations import IDENTITY
+from anynet.fast.activations import IDENTITY, activation_of
 from anynet.fast.numpy_ops import NumpyOps
 from anynet.nn import layers as L
 
 __all__ = ["NumbaOps"]
+
+# The activations the batch-norm kernels fuse (the default one, and none).
+_NORM_ACTS = (IDENTITY, activation_of(L.ReLU()))
 
 
 @functools.cache
@@ -59,6 +62,43 @@ class NumbaOps(NumpyOps):
         if keep is not None:
             super().act_backward(dA, saved, IDENTITY, 0.0, keep, p)  # the mask alone
         self.kernels.relu_backward(dA, saved)
+
+    # --- images: one pass where NumPy takes one per kernel offset -----------------------------
+
+    def im2col(self, X, pads, kernel, stride, cols):
+        self.kernels.im2col(X, pads[0], pads[2], *kernel, *stride, cols)
+
+    def col2im(self, dcols, pads, kernel, stride, dX):
+        self.kernels.col2im(dcols, pads[0], pads[2], *stride, dX)
+
+    def max_pool(self, X, kernel, stride, Y, arg):
+        if kernel == stride == (2, 2):
+            self.kernels.max_pool_2x2(X, Y, arg)
+        else:
+            self.kernels.max_pool(X, *kernel, *stride, Y, arg)
+
+    def max_pool_backward(self, dY, arg, kernel, stride, dX):
+        zero = dY.dtype.type(0)  # a 0 of the buffers' dtype keeps the loop in it
+        self.kernels.max_pool_backward(dY, arg, *kernel, *stride, zero, dX)
+
+    def batch_norm(self, Z, gamma, beta, eps, act, slope, Xhat, Y, A, stats):
+        if A is not Y or act not in _NORM_ACTS:
+            super().batch_norm(Z, gamma, beta, eps, act, slope, Xhat, Y, A, stats)
+            return
+        eps = Z.dtype.type(eps)
+        self.kernels.batch_norm(Z, gamma, beta, eps, act.layer is L.ReLU, Xhat, A, stats)
+
+    def batch_norm_backward(self, dA, saved, act, slope, Xhat, gamma, stats, dgamma, dbeta, dX):
+        if act not in _NORM_ACTS:
+            super().batch_norm_backward(
+                dA, saved, act, slope, Xhat, gamma, stats, dgamma, dbeta, dX
+            )
+            return
+        relu, want = act.layer is L.ReLU, dX is not None
+        self.kernels.batch_norm_backward(
+            dA, saved, relu, Xhat, gamma, stats, dgamma, dbeta, dA.dtype.type(0),
+            dX if want else dA, want,
+        )  # fmt: skip
 
     def softmax_cross_entropy(self, Z, y, scale):
         return self.kernels.softmax_cross_entropy(Z, y, Z.dtype.type(scale))

@@ -110,6 +110,135 @@ class NumpyOps(Ops):
             arrays = {"d": dA, act.saved: saved, "slope": dA.dtype.type(slope)}
             xp.copyto(dA, self._evaluate(act, "backward", **arrays))
 
+    # --- images, channels last ---------------------------------------------------------------
+
+    def copy(self, src, out):
+        self.xp.copyto(out, src)
+
+    def _padded(self, shape, pads, dtype, slot):
+        """A zero-bordered buffer for ``shape`` (N, H, W, C) padded by ``pads``, kept per shape:
+        only its interior is ever written, so the border stays zero without a pass."""
+        top, bottom, left, right = pads
+        N, H, W, C = shape
+        key = ("padded", slot, (N, H + top + bottom, W + left + right, C), dtype)
+        buffer = self._work.get(key)
+        if buffer is None:
+            buffer = self._work[key] = np.zeros(key[2], dtype)
+        return buffer, buffer[:, top : top + H, left : left + W, :]
+
+    def im2col(self, X, pads, kernel, stride, cols):
+        if any(pads):
+            Xp, interior = self._padded(X.shape, pads, X.dtype, slot=0)
+            self.xp.copyto(interior, X)
+        else:
+            Xp = X
+        N, Ho, Wo, kh, kw, C = cols.shape
+        sN, sH, sW, sC = Xp.strides
+        windows = np.lib.stride_tricks.as_strided(
+            Xp,
+            (N, Ho, Wo, kh, kw, C),
+            (sN, sH * stride[0], sW * stride[1], sH, sW, sC),
+            writeable=False,
+        )
+        self.xp.copyto(cols, windows)
+
+    def col2im(self, dcols, pads, kernel, stride, dX):
+        xp = self.xp
+        if any(pads):
+            dXp, interior = self._padded(dX.shape, pads, dX.dtype, slot=1)
+        else:
+            dXp, interior = dX, dX
+        dXp[...] = 0
+        for i, j, window in _offsets(dcols.shape[1:3], kernel, stride):
+            target = dXp[window]
+            xp.add(target, dcols[:, :, :, i, j, :], out=target)
+        if dXp is not dX:
+            xp.copyto(dX, interior)
+
+    def max_pool(self, X, kernel, stride, Y, arg):
+        xp = self.xp
+        mask = self.scratch(Y.shape, bool)
+        for k, (_, _, window) in enumerate(_offsets(Y.shape[1:3], kernel, stride)):
+            if k == 0:
+                xp.copyto(Y, X[window])
+                arg[...] = 0
+                continue
+            # Strictly greater: an equal maximum later in the window does not take over.
+            xp.greater(X[window], Y, out=mask)
+            xp.copyto(Y, X[window], where=mask)
+            xp.copyto(arg, k, where=mask)
+
+    def max_pool_backward(self, dY, arg, kernel, stride, dX):
+        xp = self.xp
+        mask, routed = self.scratch(dY.shape, bool), self.scratch(dY.shape, dY.dtype)
+        dX[...] = 0
+        for k, (_, _, window) in enumerate(_offsets(dY.shape[1:3], kernel, stride)):
+            xp.equal(arg, k, out=mask)
+            xp.multiply(dY, mask, out=routed)
+            target = dX[window]
+            xp.add(target, routed, out=target)
+
+    def avg_pool(self, X, kernel, stride, Y):
+        xp = self.xp
+        for k, (_, _, window) in enumerate(_offsets(Y.shape[1:3], kernel, stride)):
+            if k == 0:
+                xp.copyto(Y, X[window])
+            else:
+                xp.add(Y, X[window], out=Y)
+        xp.multiply(Y, 1.0 / (kernel[0] * kernel[1]), out=Y)
+
+    def avg_pool_backward(self, dY, kernel, stride, dX):
+        xp = self.xp
+        share = self.scratch(dY.shape, dY.dtype)
+        xp.multiply(dY, 1.0 / (kernel[0] * kernel[1]), out=share)
+        dX[...] = 0
+        for _, _, window in _offsets(dY.shape[1:3], kernel, stride):
+            target = dX[window]
+            xp.add(target, share, out=target)
+
+    # --- batch normalization -------------------------------------------------------------------
+
+    def batch_norm(self, Z, gamma, beta, eps, act, slope, Xhat, Y, A, stats):
+        xp = self.xp
+        mean, var, inv_std = stats
+        square = self.scratch(Z.shape, Z.dtype)
+        xp.mean(Z, axis=0, out=mean)
+        xp.subtract(Z, mean, out=Xhat)
+        xp.multiply(Xhat, Xhat, out=square)
+        xp.mean(square, axis=0, out=var)
+        xp.add(var, eps, out=inv_std)
+        xp.sqrt(inv_std, out=inv_std)
+        xp.divide(1.0, inv_std, out=inv_std)
+        xp.multiply(Xhat, inv_std, out=Xhat)
+        xp.multiply(Xhat, gamma, out=Y)
+        self.bias_act(Y, beta, act, slope, A)
+
+    def batch_norm_backward(self, dA, saved, act, slope, Xhat, gamma, stats, dgamma, dbeta, dX):
+        xp = self.xp
+        self.act_backward(dA, saved, act, slope)
+        self.bias_grad(dA, dbeta)
+        product = self.scratch(dA.shape, dA.dtype)
+        xp.multiply(dA, Xhat, out=product)
+        self.bias_grad(product, dgamma)
+        if dX is None:
+            return
+        inv_std, m = stats[2], dA.shape[0]
+        # gamma inv_std (dY - (Xhat dgamma + dbeta) / m), as the generic layer groups it.
+        xp.multiply(Xhat, dgamma, out=product)
+        xp.add(product, dbeta, out=product)
+        xp.divide(product, m, out=product)
+        xp.subtract(dA, product, out=dX)
+        factor = self.scratch(gamma.shape, gamma.dtype, slot=1)
+        xp.multiply(gamma, inv_std, out=factor)
+        xp.multiply(dX, factor, out=dX)
+
+    def running_average(self, old, batch, momentum, scale, out):
+        xp = self.xp
+        tmp = self.scratch(old.shape, old.dtype, slot=1)
+        xp.multiply(batch, momentum * scale, out=tmp)
+        xp.multiply(old, 1.0 - momentum, out=out)
+        xp.add(out, tmp, out=out)
+
     # --- losses -----------------------------------------------------------------------------
 
     def softmax_cross_entropy(self, Z, y, scale):
@@ -232,3 +361,13 @@ class NumpyOps(Ops):
             mean, inv_std = extra
             xp.subtract(U, mean, out=out)
             xp.multiply(out, inv_std, out=out)
+
+
+def _offsets(out: tuple[int, int], kernel: tuple, stride: tuple):
+    """``(i, j, index)`` for each kernel offset in row-major order: ``index`` selects, from an
+    ``(N, H, W, C)`` array, what offset ``(i, j)`` sees at every one of the ``out`` positions."""
+    (Ho, Wo), (sh, sw) = out, stride
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            rows = slice(i, i + sh * (Ho - 1) + 1, sh)
+            yield i, j, (slice(None), rows, slice(j, j + sw * (Wo - 1) + 1, sw), slice(None))

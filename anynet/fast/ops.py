@@ -137,6 +137,91 @@ class Ops:
         its input, as ``act.saved`` says)."""
         raise NotImplementedError
 
+    def copy(self, src: Array, out: Array) -> None:
+        """``out[...] = src``, ``src`` of any strides (a transposed view): a layout change."""
+        raise NotImplementedError
+
+    # --- images, channels last: (N, H, W, C) -----------------------------------------------
+    # ``pads`` is (top, bottom, left, right), ``kernel`` and ``stride`` (height, width) pairs.
+
+    def im2col(self, X: Array, pads: tuple, kernel: tuple, stride: tuple, cols: Array) -> None:
+        """The windows of ``X`` ``(N, H, W, C)`` (any strides), zero-padded by ``pads``, into
+        ``cols`` ``(N, Ho, Wo, kH, kW, C)``: the rows of a convolution's one matrix product."""
+        raise NotImplementedError
+
+    def col2im(self, dcols: Array, pads: tuple, kernel: tuple, stride: tuple, dX: Array) -> None:
+        """The adjoint of :meth:`im2col`: ``dX`` ``(N, H, W, C)`` = the sum of every window's
+        ``dcols`` ``(N, Ho, Wo, kH, kW, C)`` at the input position it came from (padding
+        dropped)."""
+        raise NotImplementedError
+
+    def max_pool(self, X: Array, kernel: tuple, stride: tuple, Y: Array, arg: Array) -> None:
+        """``Y`` ``(N, Ho, Wo, C)`` = the maximum of each window of ``X``, and ``arg`` (uint8)
+        which offset of the window (row-major) holds it: the first of equal maxima, as
+        :class:`anynet.nn.MaxPool2D` routes the gradient."""
+        raise NotImplementedError
+
+    def max_pool_backward(
+        self, dY: Array, arg: Array, kernel: tuple, stride: tuple, dX: Array
+    ) -> None:
+        """``dX`` = ``dY`` routed to each window's ``arg`` position (summed where windows
+        overlap; zero where no window won)."""
+        raise NotImplementedError
+
+    def avg_pool(self, X: Array, kernel: tuple, stride: tuple, Y: Array) -> None:
+        """``Y`` = the mean of each window of ``X``."""
+        raise NotImplementedError
+
+    def avg_pool_backward(self, dY: Array, kernel: tuple, stride: tuple, dX: Array) -> None:
+        """``dX`` = each window's ``dY / (kH * kW)`` spread over the window."""
+        raise NotImplementedError
+
+    # --- batch normalization over the rows of (M, C) ---------------------------------------
+
+    def batch_norm(
+        self,
+        Z: Array,
+        gamma: Array,
+        beta: Array,
+        eps: float,
+        act: Activation,
+        slope: float,
+        Xhat: Array,
+        Y: Array,
+        A: Array,
+        stats: Array,
+    ) -> None:
+        """Twin of :class:`anynet.nn.BatchNorm`'s training forward on ``Z`` ``(M, C)``:
+        ``stats`` ``(3, C)`` becomes the batch mean, biased variance and ``1 / sqrt(var +
+        eps)``; ``Xhat`` the normalized ``Z``; ``Y = Xhat * gamma + beta`` and ``A = act(Y)``
+        (``A`` may be ``Y``, as for :meth:`bias_act`)."""
+        raise NotImplementedError
+
+    def batch_norm_backward(
+        self,
+        dA: Array,
+        saved: Array,
+        act: Activation,
+        slope: float,
+        Xhat: Array,
+        gamma: Array,
+        stats: Array,
+        dgamma: Array,
+        dbeta: Array,
+        dX: Array | None,
+    ) -> None:
+        """``dA`` through the activation (as :meth:`act_backward`; ``dA`` is overwritten),
+        then ``dgamma``, ``dbeta`` and, unless ``dX`` is None, chainer's closed form
+        ``dX = gamma inv_std (dY - (Xhat dgamma + dbeta) / M)``."""
+        raise NotImplementedError
+
+    def running_average(
+        self, old: Array, batch: Array, momentum: float, scale: float, out: Array
+    ) -> None:
+        """``out = old * (1 - momentum) + batch * (momentum * scale)``: a running statistic
+        as :class:`anynet.nn.BatchNorm` updates it (``scale``: the variance's ``m / (m - 1)``)."""
+        raise NotImplementedError
+
     # --- losses: the logits buffer becomes the gradient -------------------------------------
 
     def softmax_cross_entropy(self, Z: Array, y: Array, scale: float) -> Any:
