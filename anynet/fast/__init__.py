@@ -87,6 +87,13 @@ def ops_for(backend: Any) -> Any:
     return _FAMILIES[backend.kernels](backend)
 
 
+def _implements(ops: Any, name: str) -> bool:
+    """Whether ``ops``'s family implements operation ``name`` of the interface."""
+    from anynet.fast.ops import Ops
+
+    return getattr(type(ops), name, None) is not getattr(Ops, name)
+
+
 def fused_step(
     model: Any,
     optimizer: Any,
@@ -98,9 +105,10 @@ def fused_step(
     reduction: str,
 ) -> Any:
     """A :class:`~anynet.fast.fused.FusedStep` through ``ops``, or ``None`` where it does not
-    apply: a model the stages do not cover, a loss other than cross-entropy, an optimizer other
-    than the built-in SGD, Adam and AdamW with a constant learning rate, or parameters that are
-    not all float32 or all float64."""
+    apply: a model the stages do not cover (or whose stages ``ops``'s family does not
+    implement), a loss other than cross-entropy, an optimizer other than the built-in SGD, Adam
+    and AdamW with a constant learning rate, or parameters that are not all float32 or all
+    float64."""
     from anynet.fast.fused import FusedStep
     from anynet.fast.stages import plan
 
@@ -110,6 +118,8 @@ def fused_step(
     dtypes = {str(p.dtype).rsplit(".", 1)[-1] for p in params.values()}
     if stages is None or len(dtypes) != 1 or not dtypes <= {"float32", "float64"}:
         return None
+    if not all(_implements(ops, name) for stage in stages.stages for name in stage.uses):
+        return None  # a family without a stage's operations yet (CUDA has no convolution)
     return FusedStep(
         model,
         stages,

@@ -6,8 +6,9 @@ they imply cost as much as the arithmetic (on a GPU: the launches), so :class:`F
 the same step with
 
 - all parameters in one flat buffer (weights first, so a penalty is one operation over one
-  region), their gradients in another, the optimizer's state in one or two more: an optimizer
-  update is one operation over all parameters;
+  region; statistics such as batch norm's running mean last, so the trained parameters are
+  one prefix), their gradients in another, the optimizer's state in one or two more: an
+  optimizer update is one operation over all trained parameters;
 - every intermediate preallocated by its stage (:mod:`anynet.fast.stages`);
 - every operation one call of an :class:`~anynet.fast.ops.Ops`, whose family (NumPy, numba,
   CUDA) decides how it runs.
@@ -80,22 +81,27 @@ class FusedStep(Step):
         self.name = f"fused {ops.name}"
         self.needs_rng = plan.needs_rng
         shapes = model.param_shapes()
-        weights = penalized(shapes)
-        # Weights first: the penalties apply to one contiguous region.
-        self.layout = ParamLayout(
-            {n: shapes[n] for n in weights} | {n: s for n, s in shapes.items() if n not in weights}
-        )
+        statistics = {name for stage in plan.stages for name in stage.statistics}
+        trained = {n: s for n, s in shapes.items() if n not in statistics}
+        weights = penalized(trained)
+        # Weights first: the penalties apply to one contiguous region; the statistics last:
+        # the optimizer runs over one contiguous prefix, the trained parameters.
+        order = [*weights, *(n for n in trained if n not in weights), *sorted(statistics)]
+        self.layout = ParamLayout({n: shapes[n] for n in order})
+        self.trained = ParamLayout({n: shapes[n] for n in order if n in trained})
         self.n_weights = sum(math.prod(shapes[n]) for n in weights)
-        template = optimizer.init(params) if opt_state is None else opt_state
+        trained_params = {n: params[n] for n in self.trained.shapes}
+        template = optimizer.init(trained_params) if opt_state is None else opt_state
         with ops.context():
-            xp, size = ops.xp, self.layout.size
-            self.theta = xp.empty(size, dtype=dtype)
+            xp, size = ops.xp, self.trained.size
+            self.theta = xp.empty(self.layout.size, dtype=dtype)
             self.grad = xp.zeros(size, dtype=dtype)
             self.rule = _rule(optimizer, xp, size, dtype)
         self._params = self.layout.unflatten(self.theta)
-        self._grads = self.layout.unflatten(self.grad)
+        self._grads = self.trained.unflatten(self.grad)
         self._template = template
-        self.capacity = 0
+        self._estimators = [stage for stage in plan.stages if stage.statistics]
+        self.capacity, self.sample_shape = 0, None
         self.load(params, opt_state)
 
     # --- the engine's view of the buffers ---------------------------------------------------
@@ -110,7 +116,7 @@ class FusedStep(Step):
 
     @property
     def opt_state(self) -> Any:
-        return self.rule.state(self._template, self.layout)
+        return self.rule.state(self._template, self.trained)
 
     def load(self, params: Mapping[str, Array], opt_state: Any = None) -> None:
         """Copy parameters (and an optimizer state in the generic structure) into the
@@ -119,22 +125,22 @@ class FusedStep(Step):
             for name, view in self._params.items():
                 view[...] = self.ops.xp.asarray(params[name])
             if opt_state is not None:
-                self.rule.load(opt_state, self.layout, self.ops.xp)
+                self.rule.load(opt_state, self.trained, self.ops.xp)
 
     # --- the step ---------------------------------------------------------------------------
 
-    def _allocate(self, batch: int) -> None:
-        xp = self.ops.xp
+    def _allocate(self, batch: int, sample_shape: tuple) -> None:
+        xp, shape = self.ops.xp, sample_shape
         for i, stage in enumerate(self.plan.stages):
-            stage.allocate(xp, batch, self.dtype, input_grad=i > 0)
-        self.capacity = batch
+            shape = stage.allocate(xp, batch, shape, self.dtype, input_grad=i > 0)
+        self.capacity, self.sample_shape = batch, sample_shape
 
     def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
         ops, xp = self.ops, self.ops.xp
         with ops.context():
-            B = X.shape[0]
-            if B > self.capacity:
-                self._allocate(B)
+            B, sample_shape = X.shape[0], tuple(X.shape[1:])
+            if B > self.capacity or sample_shape != self.sample_shape:
+                self._allocate(max(B, self.capacity), sample_shape)
             if X.dtype != self.theta.dtype or not X.flags.c_contiguous:
                 X = xp.ascontiguousarray(X, dtype=self.dtype)
             if y.dtype != xp.int64 or not y.flags.c_contiguous:  # (str(dtype) costs 13 us)
@@ -156,7 +162,9 @@ class FusedStep(Step):
 
     def apply_grads(self) -> None:
         with self.ops.context():
-            self.rule.apply(self.ops, self.theta, self.grad)
+            self.rule.apply(self.ops, self.theta[: self.trained.size], self.grad)
+            for stage in self._estimators:  # after the update, as the generic step does
+                stage.commit(self.ops, self._params)
 
 
 # --- optimizers over the flat buffers -------------------------------------------------------

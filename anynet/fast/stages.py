@@ -1,10 +1,21 @@
 """A network as the fused step runs it: a list of stages and a loss head.
 
-A stage is one linear operation followed by its element-wise epilogue (a bias, an activation,
-dropout), the unit one launch of a GPU kernel can finish: :class:`Linear` for a Dense layer
-today; a convolution adds a stage of its own that reuses :class:`Epilogue`. Each stage owns its
-batch buffers and runs forward and backward through an :class:`~anynet.fast.ops.Ops`, nothing
-else. :func:`plan` reads an engine model (:mod:`anynet.nn`) as stages, or says it cannot.
+A stage is one operation followed by its element-wise epilogue (a bias, an activation,
+dropout), the unit one launch of a GPU kernel can finish: :class:`Linear` for a Dense layer,
+and the image stages of :mod:`anynet.fast.conv_stages` and :mod:`anynet.fast.norm_stages`.
+Each stage owns its batch buffers and runs forward and backward through an
+:class:`~anynet.fast.ops.Ops`, nothing else:
+
+- ``allocate(xp, batch, shape, dtype, *, input_grad)``: buffers for up to ``batch`` samples of
+  ``shape``; returns the output's sample shape;
+- ``forward(ops, X, params, rng)`` and ``backward(ops, dY, params, grads)``, the latter
+  returning the input's gradient (``None`` without ``input_grad``);
+- ``statistics``: the names of parameters it estimates rather than trains, written by
+  ``commit(ops, params)`` after the optimizer's update; ``needs_rng``: whether it draws;
+- ``uses``: the operations it needs beyond a dense stage's, which a family may not have yet
+  (:func:`anynet.fast.fused_step` then keeps the generic step).
+
+:func:`plan` reads an engine model (:mod:`anynet.nn`) as stages, or says it cannot.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from typing import Any
 from anynet.fast.activations import IDENTITY, Activation, activation_of
 from anynet.fast.ops import Ops
 from anynet.nn import layers as L
+from anynet.nn.norm import BatchNorm as BatchNormLayer
 
 __all__ = ["CrossEntropyHead", "Epilogue", "Linear", "Plan", "plan"]
 
@@ -35,14 +47,25 @@ class Epilogue:
 class Linear:
     """A :class:`~anynet.nn.Dense` layer and its epilogue: ``Y = epilogue(X @ W)``."""
 
+    statistics: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()  # only operations every family has
+
     def __init__(self, weight: str, n_in: int, n_out: int, epilogue: Epilogue):
         self.weight = weight
         self.n_in, self.n_out = n_in, n_out
         self.epilogue = epilogue
-        self.capacity = 0
 
-    def allocate(self, xp: Any, batch: int, dtype: Any, *, input_grad: bool) -> None:
-        """Buffers for batches of up to ``batch`` rows."""
+    @property
+    def needs_rng(self) -> bool:
+        return bool(self.epilogue.dropout)
+
+    def allocate(self, xp: Any, batch: int, shape: tuple, dtype: Any, *, input_grad: bool):
+        """Buffers for batches of up to ``batch`` rows; returns ``(n_out,)``."""
+        if tuple(shape) != (self.n_in,):
+            raise ValueError(
+                f"Dense({self.n_in}, {self.n_out}) expects inputs of shape (batch, {self.n_in}); "
+                f"got samples of shape {tuple(shape)}"
+            )
         e, shape = self.epilogue, (batch, self.n_out)
         self.Z = xp.empty(shape, dtype)
         # Where the derivative reads the output, the activation overwrites its input in place.
@@ -50,7 +73,7 @@ class Linear:
         self.D = xp.empty(shape, dtype) if e.dropout else None
         self.keep = xp.empty(shape, bool) if e.dropout else None
         self.dX = xp.empty((batch, self.n_in), dtype) if input_grad else None
-        self.capacity = batch
+        return (self.n_out,)
 
     def forward(self, ops: Ops, X: Array, params: dict, rng: Any) -> Array:
         e, B = self.epilogue, X.shape[0]
@@ -100,12 +123,12 @@ class CrossEntropyHead:
 class Plan:
     """A model as stages and a head."""
 
-    stages: tuple[Linear, ...]
+    stages: tuple[Any, ...]
     head: CrossEntropyHead
 
     @property
     def needs_rng(self) -> bool:
-        return any(stage.epilogue.dropout for stage in self.stages)
+        return any(stage.needs_rng for stage in self.stages)
 
 
 _HEADS = {
@@ -117,10 +140,20 @@ _HEADS = {
 
 def plan(model: Any, loss: Any) -> Plan | None:
     """``model`` and ``loss`` as stages and a head, or ``None`` where the fused step does not
-    apply (the generic step runs those): a :class:`~anynet.nn.Sequential` of Dense layers, each
-    followed by at most one activation of the table and one Dropout, the last one giving the
-    logits of a cross-entropy (LogSoftmax then ``'nll'`` is softmax cross-entropy in two
-    pieces)."""
+    apply (the generic step runs those).
+
+    Covered: a :class:`~anynet.nn.Sequential` whose last layer is a Dense giving the logits of
+    a cross-entropy (LogSoftmax then ``'nll'`` is softmax cross-entropy in two pieces), made of
+
+    - Dense, Conv2D and BatchNorm layers, each followed by at most one activation of the table
+      and, on flat features, one Dropout (a Conv2D followed by a BatchNorm gives the activation
+      to the BatchNorm);
+    - MaxPool2D, AvgPool2D and GlobalAvgPool2D after an image stage;
+    - Flatten after an image stage, followed by at most one Dropout.
+
+    The first layer is a Dense (flat input) or a Conv2D (images ``(N, C, H, W)``). Anything
+    else (a Residual block, an activation after a pool, dropout on images) is not covered.
+    """
     if not isinstance(model, L.Sequential) or not isinstance(loss, str) or loss not in _HEADS:
         return None
     layers = list(enumerate(model.layers))
@@ -128,29 +161,72 @@ def plan(model: Any, loss: Any) -> Plan | None:
         if not layers or type(layers[-1][1]) is not L.LogSoftmax:
             return None
         layers = layers[:-1]
-    groups: list[list[tuple[int, Any]]] = []  # each: a Dense, then what follows it
-    for i, layer in layers:
-        if type(layer) is L.Dense:
-            groups.append([(i, layer)])
-        elif not groups:
+    stages: list[Any] = []
+    images = False  # whether the current stage's output is channels-last images
+    k = 0
+    while k < len(layers):
+        i, layer = layers[k]
+        made, k = _stage(i, layer, layers, k + 1, first=not stages, images=images)
+        if made is None:
             return None
-        else:
-            groups[-1].append((i, layer))
-    stages = []
-    for group in groups:
-        (i, dense), tail = group[0], [layer for _, layer in group[1:]]
-        act, p = IDENTITY, 0.0
-        if tail and activation_of(tail[0]) is not None:
-            act, slope = activation_of(tail[0]), activation_of(tail[0]).slope(tail[0])
-            tail = tail[1:]
-        else:
-            slope = 0.0
-        if tail and type(tail[0]) is L.Dropout:
-            p, tail = tail[0].p, tail[1:]
-        if tail:
-            return None  # something the epilogue does not know
-        bias = f"{i}.b" if dense.bias else None
-        stages.append(Linear(f"{i}.W", dense.n_in, dense.n_out, Epilogue(bias, act, slope, p)))
-    if not stages or stages[-1].epilogue.activation is not IDENTITY or stages[-1].epilogue.dropout:
-        return None  # the last Dense must give the logits directly
+        stage, images = made
+        stages.append(stage)
+    last = stages[-1] if stages else None
+    if not isinstance(last, Linear) or last.epilogue != Epilogue(last.epilogue.bias):
+        return None  # the last stage must be a Dense giving the logits directly
     return Plan(tuple(stages), CrossEntropyHead(_HEADS[loss]))
+
+
+def _tail(layers: list, k: int, *, dropout: bool) -> tuple[Any, float, float, int]:
+    """The activation (and its slope) and dropout rate of the layers from ``k`` on, and where
+    the next stage starts."""
+    act, slope, p = IDENTITY, 0.0, 0.0
+    if k < len(layers) and activation_of(layers[k][1]) is not None:
+        layer = layers[k][1]
+        act, slope, k = activation_of(layer), activation_of(layer).slope(layer), k + 1
+    if dropout and k < len(layers) and type(layers[k][1]) is L.Dropout:
+        p, k = layers[k][1].p, k + 1
+    return act, slope, p, k
+
+
+def _stage(i: int, layer: Any, layers: list, k: int, *, first: bool, images: bool):
+    """``((stage, images after it), next k)`` for ``layer`` (index ``i`` in the model) and what
+    follows it from ``k``; ``(None, k)`` where it is not covered."""
+    from anynet.fast import conv_stages as C
+    from anynet.fast import norm_stages as N
+    from anynet.nn import conv
+
+    kind = type(layer)
+    if kind is L.Dense and not images:
+        act, slope, p, k = _tail(layers, k, dropout=True)
+        bias = f"{i}.b" if layer.bias else None
+        stage = Linear(f"{i}.W", layer.n_in, layer.n_out, Epilogue(bias, act, slope, p))
+        return (stage, False), k
+    if kind is conv.Conv2D and (first or images):
+        act, slope, _, k = _tail(layers, k, dropout=False)
+        epilogue = Epilogue(f"{i}.b" if layer.bias else None, act, slope)
+        pads = layer._pads()
+        conv_stage = C.Conv(
+            f"{i}.W", layer.c_in, layer.c_out, layer.kernel_size, layer.stride, pads, epilogue,
+            channels_first=first,
+        )  # fmt: skip
+        return (conv_stage, True), k
+    if kind is BatchNormLayer and not first:
+        act, slope, p, k = _tail(layers, k, dropout=not images)
+        names = {name: f"{i}.{name}" for name in ("gamma", "beta", "mean", "var")}
+        epilogue = Epilogue(None, act, slope, p)
+        bn = N.BatchNorm(names, layer.n_features, layer.momentum, layer.eps, epilogue)
+        return (bn, images), k
+    if kind in (conv.MaxPool2D, conv.AvgPool2D) and images:
+        if layer.kernel_size[0] * layer.kernel_size[1] > 256:
+            return None, k  # the winner's offset is kept in a byte
+        pool = C.Pool("max" if kind is conv.MaxPool2D else "avg", layer.kernel_size, layer.stride)
+        return (pool, True), k
+    if kind is conv.GlobalAvgPool2D and images:
+        return (C.Pool("avg", None, None), False), k
+    if kind is L.Flatten and images:
+        p = 0.0
+        if k < len(layers) and type(layers[k][1]) is L.Dropout:
+            p, k = layers[k][1].p, k + 1
+        return (C.Flatten(p), False), k
+    return None, k
