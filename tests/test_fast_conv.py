@@ -1,10 +1,11 @@
 """The fused step's image stages are twins of the generic engine's Conv2D, pools, Flatten and
 BatchNorm.
 
-Each image operation of :class:`anynet.fast.ops.Ops` runs in the CPU families (NumPy passes,
-NumPy with numba kernels) channels last, and is compared with the engine's layer on the same
-values channels first. Then fused training runs of small convolutional networks are compared
-with the generic step's, and models the stages do not cover are shown to keep the generic step.
+Each image operation of :class:`anynet.fast.ops.Ops` runs in every family on NumPy arrays
+(NumPy passes, numba kernels, the CUDA kernels built for the host) channels last, and is
+compared with the engine's layer on the same values channels first. Then fused training runs
+of small convolutional networks are compared with the generic step's, and models the stages do
+not cover are shown to keep the generic step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import anynet
 from anynet import nn
 from anynet.fast import activations as A
 from anynet.fast import fused_step
+from anynet.fast.cuda.host import HostLauncher, host_compiler
+from anynet.fast.cuda.ops import CudaOps
 from anynet.fast.numba_kernels import load as load_numba
 from anynet.fast.numba_ops import NumbaOps
 from anynet.fast.numpy_ops import NumpyOps
@@ -35,12 +38,23 @@ def dtype(request):
     return request.param
 
 
-@pytest.fixture(params=["numpy", "numba"])
+@pytest.fixture(scope="module")
+def host_launcher(tmp_path_factory):
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernels for the host")
+    return HostLauncher(tmp_path_factory.mktemp("cuda-host"))
+
+
+@pytest.fixture(params=["numpy", "numba", "cuda-host"])
 def ops(request):
+    """A family's operations on NumPy arrays: the CUDA kernels built for the host (no GPU
+    here: the arithmetic and the launch layer are checked, not the GPU's threads)."""
     if "numpy" not in selected_backends(request.config):
         pytest.skip("CPU kernel families: run in the numpy session")
     if request.param == "numpy":
         return NumpyOps()
+    if request.param == "cuda-host":
+        return CudaOps(np, request.getfixturevalue("host_launcher"))
     kernels, why = load_numba()
     if kernels is None:
         pytest.skip(f"no numba kernels: {why}")
@@ -383,8 +397,8 @@ def test_what_the_stages_do_not_cover_keeps_the_generic_step(name):
 
 
 def test_a_family_without_the_image_operations_keeps_the_generic_step():
-    """A family that has not implemented a stage's operations (the CUDA one has no
-    convolution yet) trains convolutional models with the generic step, not a crash."""
+    """A family that has not implemented a stage's operations (a new one, say) trains
+    convolutional models with the generic step, not a crash."""
 
     class DenseOnly(NumpyOps):
         im2col = Ops.im2col

@@ -119,7 +119,7 @@ def fused_step(
     if stages is None or len(dtypes) != 1 or not dtypes <= {"float32", "float64"}:
         return None
     if not all(_implements(ops, name) for stage in stages.stages for name in stage.uses):
-        return None  # a family without a stage's operations yet (CUDA has no convolution)
+        return None  # a family that lacks one of a stage's operations
     return FusedStep(
         model,
         stages,

@@ -224,7 +224,8 @@ class Flatten:
             return None
         p = self.epilogue.dropout
         if p:
-            ops.act_backward(dY, None, IDENTITY, 0.0, self.keep[:B], p)
+            # The identity never reads `saved`, but a kernel is passed it: a valid array.
+            ops.act_backward(dY, dY, IDENTITY, 0.0, self.keep[:B], p)
         dX = self.dX[:B]
         ops.copy(dY.reshape(B, C, H, W).transpose(0, 2, 3, 1), dX)
         return dX

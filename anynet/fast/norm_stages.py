@@ -91,7 +91,8 @@ class BatchNorm:
         e, n, m = self.epilogue, self.names, self.m
         dA = dY.reshape(m, self.n_features)
         if e.dropout:
-            ops.act_backward(dA, None, IDENTITY, 0.0, self.keep[:m], e.dropout)
+            # The identity never reads `saved`, but a kernel is passed it: a valid array.
+            ops.act_backward(dA, dA, IDENTITY, 0.0, self.keep[:m], e.dropout)
         saved = self.A[:m] if e.activation.saved == "a" else self.Y[:m]
         dX = None if self.dX is None else self.dX[:m]
         ops.batch_norm_backward(

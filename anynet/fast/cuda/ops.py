@@ -46,6 +46,7 @@ class CudaOps(Ops):
         self.launcher = launcher
         self.device = device
         self._rowloss: dict[str, Any] = {}
+        self._dims: dict[tuple, Any] = {}
 
     def context(self) -> Any:
         return self.device if self.device is not None else contextlib.nullcontext()
@@ -83,6 +84,71 @@ class CudaOps(Ops):
             return
         args = (dA, saved, keep, dA.size, int(use_keep), 1.0 / (1.0 - p), act.code, slope)
         self._run("act_backward", dA, dA.size, *args)
+
+    # --- images, channels last ---------------------------------------------------------------
+
+    def copy(self, src, out):
+        self.xp.copyto(out, src)
+
+    def _shape(self, X, Y, kernel, stride, pads=(0, 0, 0, 0)):
+        """The kernels' ``dims`` for input ``X`` and output ``Y`` (both ``(N, H, W, C)``),
+        kept on the device per shape: a copy to the device per launch would cost more."""
+        N, H, W, C = X.shape
+        key = (N, H, W, C, Y.shape[1], Y.shape[2], *kernel, *stride, pads[0], pads[2])
+        dims = self._dims.get(key)
+        if dims is None:
+            dims = self._dims[key] = self.xp.asarray(np.array(key, dtype=np.int64))
+        return dims
+
+    def im2col(self, X, pads, kernel, stride, cols):
+        X = self.xp.ascontiguousarray(X)  # the first stage reads channels first: one copy
+        dims = self._shape(X, cols, kernel, stride, pads)
+        self._run("im2col", cols, cols.size, X, cols, dims)
+
+    def col2im(self, dcols, pads, kernel, stride, dX):
+        dims = self._shape(dX, dcols, kernel, stride, pads)
+        self._run("col2im", dX, dX.size, dcols, dX, dims)
+
+    def max_pool(self, X, kernel, stride, Y, arg):
+        self._run("max_pool", Y, Y.size, X, Y, arg, self._shape(X, Y, kernel, stride))
+
+    def max_pool_backward(self, dY, arg, kernel, stride, dX):
+        dims = self._shape(dX, dY, kernel, stride)
+        self._run("max_pool_backward", dX, dX.size, dY, arg, dX, dims)
+
+    def avg_pool(self, X, kernel, stride, Y):
+        self._run("avg_pool", Y, Y.size, X, Y, self._shape(X, Y, kernel, stride))
+
+    def avg_pool_backward(self, dY, kernel, stride, dX):
+        self._run("avg_pool_backward", dX, dX.size, dY, dX, self._shape(dX, dY, kernel, stride))
+
+    # --- batch normalization: the library's reductions, then one kernel --------------------
+
+    def batch_norm(self, Z, gamma, beta, eps, act, slope, Xhat, Y, A, stats):
+        xp = self.xp
+        rows, cols = Z.shape
+        xp.mean(Z, axis=0, out=stats[0])
+        centred = Z - stats[0]
+        xp.mean(centred * centred, axis=0, out=stats[1])
+        xp.add(stats[1], eps, out=stats[2])
+        xp.sqrt(stats[2], out=stats[2])
+        xp.divide(1.0, stats[2], out=stats[2])
+        args = (Z, stats, gamma, beta, Xhat, Y, A, rows, cols, act.code, slope)
+        self._run("batch_norm_apply", Z, Z.size, *args)
+
+    def batch_norm_backward(self, dA, saved, act, slope, Xhat, gamma, stats, dgamma, dbeta, dX):
+        xp = self.xp
+        self.act_backward(dA, saved, act, slope)
+        xp.sum(dA, axis=0, out=dbeta)
+        xp.sum(dA * Xhat, axis=0, out=dgamma)
+        if dX is not None:
+            rows, cols = dA.shape
+            args = (dA, Xhat, gamma, stats, dgamma, dbeta, dX, rows, cols)
+            self._run("batch_norm_dx", dX, dX.size, *args)
+
+    def running_average(self, old, batch, momentum, scale, out):
+        xp = self.xp
+        xp.add(old * (1.0 - momentum), batch * (momentum * scale), out=out)
 
     # --- losses -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 
 from anynet.fast.activations import TABLE, Activation, parse
+from anynet.fast.cuda.image_source import IMAGE_KERNELS, IMAGE_SIGNATURES
 
 __all__ = ["CTYPES", "NAME_EXPRESSIONS", "NVRTC_OPTIONS", "SIGNATURES", "SOURCE"]
 
@@ -269,7 +270,7 @@ __global__ void gather_standardize(const unsigned char* X, const long long* rows
 """
 
 #: The whole source, for NVRTC (and, with a prelude, a host compiler).
-SOURCE = _PRELUDE + _activation_source(TABLE) + _KERNELS + _LOSSES_OPTIMIZERS_GATHER
+SOURCE = _PRELUDE + _activation_source(TABLE) + _KERNELS + _LOSSES_OPTIMIZERS_GATHER + IMAGE_KERNELS
 
 #: Each kernel's parameters, in order: ``T*`` an array of the step's float type, ``i64*`` of
 #: int64, ``u8*`` of uint8, ``bool*`` of booleans; ``T``, ``i64``, ``i32`` scalars.
@@ -283,6 +284,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "sgd": ("T*", "T*", "T*", "i64", "T", "T", "i32", "i32", "T", "T"),
     "gather_lookup": ("u8*", "i64*", "T*", "T*", "i64", "i64"),
     "gather_standardize": ("u8*", "i64*", "T*", "T*", "T*", "i64", "i64"),
+    **IMAGE_SIGNATURES,
 }
 
 #: The C++ name of each float type the kernels are built for.
