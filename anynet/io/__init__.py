@@ -1,6 +1,6 @@
 """Model and checkpoint files: safetensors, written atomically, read trusting nothing.
 
-Four modules, one concern each:
+Five modules, one concern each:
 
 :mod:`anynet.io.atomic`
     The atomic write: a temporary file, fsynced and renamed into place (temporary files match
@@ -12,8 +12,10 @@ Four modules, one concern each:
     Nested values (optimizer state, RNG state, history, user metadata) as JSON plus named
     tensors, and :data:`STATE_CLASSES`, the optimizer states a file may name.
 :mod:`anynet.io.files`
-    What anynet keeps in the container: networks (:func:`save_network`, :func:`load_network`)
-    and training checkpoints (:class:`Checkpoint`, :func:`save_checkpoint`,
+    What anynet keeps in the container for a network (:func:`save_network`,
+    :func:`load_network`).
+:mod:`anynet.io.checkpoints`
+    Training checkpoints (:class:`Checkpoint`, :func:`save_checkpoint`,
     :func:`load_checkpoint`).
 
 Everything public is importable from here. The modules' other unprefixed names (``FileErrors``,
@@ -21,15 +23,10 @@ Everything public is importable from here. The modules' other unprefixed names (
 """
 
 from anynet.io.atomic import TEMPORARY_FILES, remove_orphans
+from anynet.io.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from anynet.io.codec import STATE_CLASSES
 from anynet.io.container import FORMAT_VERSION, read_arrays, write_arrays
-from anynet.io.files import (
-    Checkpoint,
-    load_checkpoint,
-    load_network,
-    save_checkpoint,
-    save_network,
-)
+from anynet.io.files import load_network, save_network
 
 __all__ = [
     "FORMAT_VERSION",

@@ -144,6 +144,7 @@ class Checkpointer(Callback):
             "step": state.step,
             "history": {k: list(v) for k, v in state.history.items()},
             "extra": _host_copy(extra),
+            "statistics": state.train_step.model.statistics(),
         }
 
     def _write(self, snapshot: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ def read_checkpoint(
     run: Mapping[str, Any] | None = None,
     dtype: Any = None,
     divergence_factor: float | None = None,
+    statistics: Collection[str] = (),
 ) -> tuple[TrainState, Any]:
     """The :class:`TrainState` a checkpoint continues from, and the
     :class:`~anynet.io.Checkpoint` itself (its ``params`` and ``opt_state`` on ``backend``,
@@ -69,6 +70,9 @@ def read_checkpoint(
         stopping's best ones) beyond it times the run's scale for it
         (:attr:`~anynet.training.TrainState.weight_scales`) was never written by a run under
         that limit, and is refused.
+    statistics : collection of str
+        The network's statistics (``model.statistics()``): the checkpoint's must be the same,
+        as the optimizer state it holds is for the other parameters.
 
     Raises
     ------
@@ -80,8 +84,8 @@ def read_checkpoint(
         The checkpoint records another run than ``run``: the message lists every difference.
     """
     from anynet.io import load_checkpoint
+    from anynet.io.checkpoints import RESUME_ADVICE
     from anynet.io.container import FileErrors
-    from anynet.io.files import RESUME_ADVICE
 
     fail = FileErrors(Path(path), RESUME_ADVICE).fail
     ckpt = load_checkpoint(path, backend=backend)
@@ -91,6 +95,12 @@ def read_checkpoint(
         raise ModelFileError(
             f"{path}: the checkpoint's parameters {got} do not fit this network {expected}; "
             "use another checkpoint folder, or start afresh without resuming"
+        )
+    if set(ckpt.statistics) != set(statistics):
+        raise ModelFileError(
+            f"{path}: the checkpoint's statistics (parameters that are not trained) are "
+            f"{list(ckpt.statistics)}; this network's are {sorted(statistics)}: use another "
+            "checkpoint folder, or start afresh without resuming"
         )
     extra = ckpt.extra
     if not isinstance(extra, dict):
