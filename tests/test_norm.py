@@ -215,3 +215,60 @@ def test_the_wrong_number_of_features_is_refused_naming_the_layer():
     params = layer.init_params(rng=be.host_generator(0), backend=be)
     with pytest.raises(ValueError, match=r"BatchNorm\(n_features=3.*\) expects input of shape"):
         layer.forward(params, be.asarray(np.zeros((2, 4)), dtype="float32"))
+
+
+def bn_checkpoint(tmp_path):
+    be = anynet.get_backend("numpy")
+    model = nn.Sequential(nn.Dense(2, 2), nn.BatchNorm(2))
+    params = model.init_params(rng=be.host_generator(0), backend=be)
+    state = nn.adam(0.1).init(nn.trainable(model, params))
+    path = anynet.io.save_checkpoint(
+        tmp_path / "ckpt",
+        params=params,
+        opt_state=state,
+        epoch=0,
+        step=0,
+        statistics=model.statistics(),
+    )
+    return model, path
+
+
+def test_a_checkpoint_keeps_which_parameters_are_statistics(tmp_path):
+    model, path = bn_checkpoint(tmp_path)
+    ckpt = anynet.io.load_checkpoint(path)
+    assert ckpt.statistics == ("1.mean", "1.var")
+    assert set(ckpt.opt_state[1].mu) == {"0.W", "0.b", "1.gamma", "1.beta"}
+    # an optimizer state for the statistics too is not what the step expects
+    with pytest.raises(ValueError, match=r"AdamState.mu holds .*; its parameters are"):
+        anynet.io.save_checkpoint(
+            tmp_path / "bad", params=ckpt.params, opt_state=nn.adam(0.1).init(ckpt.params),
+            epoch=0, step=0, statistics=model.statistics(),
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("statistics", "match"),
+    [
+        ("1.mean", r"its statistics are '1.mean'; expected a list of parameter names"),
+        (["1.var", "1.mean"], r"are not distinct names of its parameters .*, sorted"),
+        (["1.mean", "1.var", "9.mean"], r"are not distinct names of its parameters"),
+        (["1.mean"], r"AdamState.mu holds"),
+    ],
+)
+def test_a_checkpoint_with_edited_statistics_is_refused(tmp_path, statistics, match):
+    _, path = bn_checkpoint(tmp_path)
+    arrays, meta = anynet.io.read_arrays(path)
+    meta["statistics"] = statistics
+    anynet.io.write_arrays(path, arrays, meta)
+    with pytest.raises(anynet.errors.ModelFileError, match=match):
+        anynet.io.load_checkpoint(path)
+
+
+def test_resuming_a_checkpoint_of_other_statistics_is_refused(tmp_path):
+    from anynet.training import read_checkpoint
+
+    model, path = bn_checkpoint(tmp_path)
+    with pytest.raises(anynet.errors.ModelFileError, match=r"the checkpoint's statistics .* are"):
+        read_checkpoint(
+            path, backend=anynet.get_backend("numpy"), param_shapes=model.param_shapes()
+        )

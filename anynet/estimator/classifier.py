@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.checks import check_choice, check_int, check_number, fail
-from anynet.data import DataLoader, Standardizer
+from anynet.data import DataLoader, RandomCropFlip, Standardizer
 from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.inputs import (
@@ -33,12 +33,14 @@ from anynet.estimator.inputs import (
 )
 from anynet.estimator.network import (
     ACTIVATIONS,
+    NETWORKS,
     OUTPUTS,
     SCALINGS,
     SOLVERS,
     build_network,
     build_optimizer,
     log_probabilities,
+    weight_layers,
 )
 from anynet.estimator.network import validator as _validator
 from anynet.estimator.runs import CheckpointedRun
@@ -68,7 +70,9 @@ class _Data:
 
 
 class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
-    """A multi-layer perceptron classifier trained by anynet's hand-written backprop.
+    """A neural-network classifier trained by anynet's hand-written backprop: a multi-layer
+    perceptron by default, or a convolutional network (``network='cnn'``) or any anynet
+    network.
 
     Parameters shared with scikit-learn's ``MLPClassifier`` mean what they mean there:
 
@@ -144,6 +148,22 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         Stop with :class:`~anynet.errors.DivergenceError` once a batch's loss exceeds this many
         times the run's first (a learning rate far too high), before any checkpoint holds the
         diverged parameters; ``None`` turns the check off. NaN and infinite losses always stop.
+    network : None, 'cnn' or anynet layer
+        ``None``: the multi-layer perceptron of ``hidden_layer_sizes``, ``activation`` and
+        ``dropout``. ``'cnn'``: the default convolutional network
+        (:func:`~anynet.estimator.network.default_cnn`: three blocks of convolution, batch
+        norm, ReLU and max-pooling, then ``dropout`` and a Dense layer), for images. An anynet
+        layer (usually an :class:`anynet.nn.Sequential`) is trained as given: it maps a batch
+        to one logit per class, and ``output`` adds the output layer and loss as for the MLP.
+    image_shape : tuple of 3 int, optional
+        ``(channels, height, width)`` of one sample, for a network other than the MLP when
+        ``X`` comes as rows of pixels. Images given as ``(n, height, width)`` or
+        ``(n, channels, height, width)`` arrays bring their own shape. The MLP always takes
+        flat rows.
+    augment : anynet.data.RandomCropFlip, optional
+        Random crops and flips of the training images, drawn on the device as a function of
+        (seed, epoch, batch), so a resumed run sees what an uninterrupted one would; for a
+        network that takes images.
 
     Attributes
     ----------
@@ -160,13 +180,15 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
     step_name_ : str
         Which training step the last fit ran: ``'generic'`` or a fused step's name
         (``'fused cpu + numba'``, ``'fused cuda'``).
+    image_shape_ : tuple of 3 int or None
+        The ``(channels, height, width)`` the network takes; ``None`` for flat rows.
     """
 
     # What defines a run besides its network, batch size, seed, classes and data.
     _RUN_KEYS = (
         "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
         "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output", "early_stopping",
-        "validation_fraction", "tol", "n_iter_no_change",
+        "validation_fraction", "tol", "n_iter_no_change", "augment",
     )  # fmt: skip
 
     def __init__(
@@ -204,6 +226,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         checkpoint_steps=None,
         resume=False,
         divergence_factor=100.0,
+        network=None,
+        image_shape=None,
+        augment=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -237,6 +262,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         self.checkpoint_steps = checkpoint_steps
         self.resume = resume
         self.divergence_factor = divergence_factor
+        self.network = network
+        self.image_shape = image_shape
+        self.augment = augment
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -288,6 +316,33 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             check_int("batch_size", self.batch_size, minimum=1, hint="Or pass 'auto'.")
         if self.init != "pytorch":
             nn.init.get_initializer(self.init)
+        if not isinstance(self.network, nn.Layer):
+            check_choice(
+                "network", self.network, NETWORKS, "Or pass an anynet network (anynet.nn layers)."
+            )
+        if self.image_shape is not None:
+            shape = self.image_shape
+            if self.network is None:
+                raise fail(
+                    "image_shape",
+                    "None for the multi-layer perceptron (it takes flat rows)",
+                    shape,
+                    "Pass network='cnn' or an anynet network to train on images.",
+                )
+            if np.ndim(shape) != 1 or len(shape) != 3:
+                raise fail("image_shape", "(channels, height, width), three integers >= 1", shape)
+            for size in shape:
+                check_int("image_shape", size, minimum=1)
+        if self.augment is not None:
+            if not isinstance(self.augment, RandomCropFlip):
+                raise fail("augment", "None or an anynet.data.RandomCropFlip", self.augment)
+            if self.network is None:
+                raise fail(
+                    "augment",
+                    "None for the multi-layer perceptron (it takes flat rows)",
+                    self.augment,
+                    "Pass network='cnn' or an anynet network to augment images.",
+                )
 
     def _network(self) -> tuple[nn.Sequential, str, str]:
         """The network for the fitted data's shape, its loss and its output link."""
@@ -299,7 +354,56 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             output=self.output,
             dropout=float(self.dropout),
             init=self.init,
+            network=self.network,
+            image_shape=getattr(self, "image_shape_", None),
         )
+
+    def _fit_image_shape(self, sample: tuple[int, ...] | None, n_features: int) -> Any:
+        """The ``(channels, height, width)`` the network takes, from ``image_shape`` or the
+        shape of one sample of ``X`` (``sample``); ``None`` for flat rows."""
+        if self.network is None:
+            return None
+        if self.image_shape is not None:
+            shape = tuple(int(v) for v in self.image_shape)
+        elif sample is not None and len(sample) in (2, 3):
+            shape = (1, *sample) if len(sample) == 2 else tuple(sample)
+        elif sample is not None:
+            raise DataError(
+                f"X has samples of shape {sample}; images are (height, width) or (channels, "
+                "height, width)"
+            )
+        elif self.network == "cnn":
+            raise DataError(
+                f"network='cnn' trains on images, and X has flat rows of {n_features} features: "
+                "pass X as (n, height, width) or (n, channels, height, width), or pass "
+                "image_shape=(channels, height, width)"
+            )
+        else:
+            return None
+        if math.prod(shape) != n_features:
+            raise fail(
+                "image_shape",
+                f"a shape of {n_features} values, the features of X",
+                self.image_shape,
+            )
+        return shape
+
+    def _check_image_shape(self, sample: tuple[int, ...] | None) -> None:
+        """Refuse images shaped otherwise than those the model was fitted on (the same number
+        of pixels differently arranged would be silently rearranged)."""
+        want = getattr(self, "image_shape_", None)
+        if want is None or sample is None:
+            return
+        if tuple(sample) not in (want, want[1:] if want[0] == 1 else want):
+            raise DataError(
+                f"X has images of shape {tuple(sample)}; this model was fitted on images of "
+                f"shape {want} (channels, height, width)"
+            )
+
+    def _shaped(self, X: np.ndarray) -> np.ndarray:
+        """Rows of ``X`` as the network takes them: images of ``image_shape_`` or flat."""
+        shape = getattr(self, "image_shape_", None)
+        return X if shape is None else X.reshape(len(X), *shape)
 
     def _optimizer(self) -> Any:
         return build_optimizer(
@@ -363,7 +467,12 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
 
     def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
         """Phase 1: check and encode the data on the host; hold out a validation split."""
+        sample = self._sample_shape(X)
         X, y = self._validate_X_y(X, y, reset=not warm)
+        if warm:
+            self._check_image_shape(sample)
+        else:
+            self.image_shape_ = self._fit_image_shape(sample, X.shape[1])
         missing = (
             np.flatnonzero(np.asarray([v is None for v in y.tolist()])) if y.dtype == object else []
         )
@@ -395,6 +504,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             )
         elif validation_data is not None:
             Xv, yv = validation_data
+            self._check_image_shape(self._sample_shape(Xv))
             X_val, y_val = self._validate_X(Xv, reset=False), self._encode(np.asarray(yv))
         return _Data(X, codes, X_val, y_val, n_samples)
 
@@ -427,6 +537,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
                 run=run,
                 dtype=self.dtype,
                 divergence_factor=self.divergence_factor,
+                statistics=model.statistics(),
             )
             if state.epoch > int(self.max_iter):
                 raise ArgumentError(
@@ -450,10 +561,12 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
                 stacklevel=4,
             )
         shuffle_seed = derive_seed(seed, 0, 2)
-        loader = self._loader(data.X, data.y, batch_size, bool(self.shuffle), shuffle_seed, be)
+        loader = self._loader(
+            data.X, data.y, batch_size, bool(self.shuffle), shuffle_seed, be, train=True
+        )
         validate = None
         if data.X_val is not None:
-            val_loader = self._loader(data.X_val, data.y_val, 4096, False, 0, be)
+            val_loader = self._loader(data.X_val, data.y_val, self._eval_batch, False, 0, be)
             validate = _validator(step.model, OUTPUTS[self.output][1], val_loader, be)
         callbacks: list[Callback] = []
         stopper = None
@@ -505,7 +618,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         self.loss_curve_.extend(state.history["loss"])
         self.n_iter_ += state.epoch
         self.t_ += data.n_samples * state.epoch
-        self.n_layers_ = len(self._hidden) + 2
+        self.n_layers_ = weight_layers(self._network()[0]) + 1  # and the input layer
         self.n_outputs_ = len(self.classes_)
         self.out_activation_ = "logistic" if self.output == "sigmoid" else "softmax"
         if self.early_stopping and not incremental:
@@ -527,9 +640,16 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
     def _encode(self, y: np.ndarray) -> np.ndarray:
         return encode_labels(y, self.classes_)
 
-    def _loader(self, X, y, batch_size, shuffle, seed, backend) -> DataLoader:
+    @property
+    def _eval_batch(self) -> int:
+        """Samples per batch to predict or validate: fewer for images, whose convolutions hold
+        a copy of each batch per kernel offset (4,096 28x28 images took a gigabyte)."""
+        return 4096 if getattr(self, "image_shape_", None) is None else 500
+
+    def _loader(self, X, y, batch_size, shuffle, seed, backend, *, train=False) -> DataLoader:
+        images = getattr(self, "image_shape_", None) is not None
         return DataLoader(
-            X,
+            self._shaped(X),
             y,
             batch_size,
             shuffle=shuffle,
@@ -539,6 +659,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             normalize=SCALINGS[self.standardize],
             standardizer=getattr(self, "_standardizer", None),
             num_classes=len(self.classes_),
+            flatten=not images,
+            augment=self.augment if train else None,
         )
 
     # --- prediction -------------------------------------------------------------------------
@@ -549,11 +671,12 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         check_is_fitted(self, "params_")
         caller = backend_of(X)
         be = self._compute_backend(X)
+        self._check_image_shape(self._sample_shape(X))
         Xh = self._validate_X(X, reset=False)
         model, _, link = self._network()
         params = self._device_params(model, be)
         dummy = np.zeros(len(Xh), dtype=np.int64)
-        loader = self._loader(Xh, dummy, 4096, False, 0, be)
+        loader = self._loader(Xh, dummy, self._eval_batch, False, 0, be)
         xp = be.xp
         outs = []
         with warnings.catch_warnings():

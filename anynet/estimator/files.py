@@ -14,6 +14,7 @@ only :data:`MODEL_PARAMS` are taken from the file (never where or how a run happ
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from anynet import nn
 from anynet.backends import Backend
 from anynet.data import Standardizer
 from anynet.estimator.classifier import NNClassifier
-from anynet.estimator.network import SCALINGS
+from anynet.estimator.network import OUTPUTS, SCALINGS, weight_layers
 
 __all__ = ["MAX_LABEL_CHARS", "MODEL_PARAMS", "RUN_SETTINGS", "load", "save"]
 
@@ -43,6 +45,7 @@ MODEL_PARAMS = frozenset(
         "early_stopping",
         "epsilon",
         "hidden_layer_sizes",
+        "image_shape",
         "init",
         "l1",
         "learning_rate_init",
@@ -50,6 +53,7 @@ MODEL_PARAMS = frozenset(
         "momentum",
         "n_iter_no_change",
         "nesterovs_momentum",
+        "network",
         "output",
         "shuffle",
         "solver",
@@ -72,8 +76,11 @@ RUN_SETTINGS = frozenset(
         "backend",
         "checkpoint_dir",
         "random_state",
+        "augment",
     }
 )
+#: What a file's ``network`` hyper-parameter says for a network the user built of anynet layers.
+CUSTOM = "custom"
 _ONCE_SAVED = frozenset({"checkpoint_every", "checkpoint_steps", "resume", "verbose", "warm_start"})
 _FLAGS = ("early_stopping", "nesterovs_momentum", "shuffle")
 
@@ -172,6 +179,11 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
         raise ValueError(f"cannot save {path}: {exc}") from None
     hyper = {k: v for k, v in clf.get_params().items() if k in MODEL_PARAMS}
     hyper["hidden_layer_sizes"] = list(clf._hidden)
+    # A network of the user's own is the file's architecture itself, rebuilt from it on load.
+    hyper["network"] = CUSTOM if isinstance(clf.network, nn.Layer) else clf.network
+    if clf.image_shape is not None:
+        hyper["image_shape"] = [int(v) for v in clf.image_shape]
+    shape = getattr(clf, "image_shape_", None)
     meta = {
         "estimator": "NNClassifier",
         "params": hyper,
@@ -181,6 +193,7 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
         "n_iter": int(clf.n_iter_),
         "loss_curve": [float(v) for v in clf.loss_curve_],
         "history": {k: [float(x) for x in v] for k, v in getattr(clf, "history_", {}).items()},
+        "image_shape": None if shape is None else [int(v) for v in shape],
     }
     std = getattr(clf, "_standardizer", None)
     if std is not None:
@@ -223,6 +236,26 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _own_layers(fail: Any, network: nn.Sequential, output: Any) -> nn.Layer:
+    """The user's network inside a stored one: all of it but the output layer that ``output``
+    adds (a LogSoftmax)."""
+    last = OUTPUTS.get(output, (None,))[0] if isinstance(output, str) else None
+    if last is None:
+        return network
+    if not network.layers or type(network.layers[-1]) is not last:
+        raise fail(f"its network does not end with the {last.__name__} of output={output!r}")
+    return nn.Sequential(*network.layers[:-1])
+
+
+def _is_shape(value: Any) -> bool:
+    """Is ``value`` a ``[channels, height, width]`` of integers >= 1?"""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    )
+
+
 def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
     """The model hyper-parameters of a file, each of a kind a model may have."""
     if not isinstance(hyper, dict):
@@ -241,11 +274,16 @@ def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
     ):
         raise fail(f"its hyper-parameter hidden_layer_sizes {sizes!r:.80} is not a list of ints")
     kept["hidden_layer_sizes"] = tuple(sizes)
+    shape = kept.get("image_shape")
+    if shape is not None:
+        if not _is_shape(shape):
+            raise fail(f"its hyper-parameter image_shape {shape!r:.80} is not 3 integers >= 1")
+        kept["image_shape"] = tuple(shape)
     for key, value in kept.items():
         scalar = value is None or isinstance(value, bool | int | float | str)
         if key in _FLAGS and not isinstance(value, bool):
             raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a boolean")
-        if key != "hidden_layer_sizes" and not scalar:
+        if key not in ("hidden_layer_sizes", "image_shape") and not scalar:
             raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a plain value")
     return kept
 
@@ -336,6 +374,9 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
         isinstance(v, list) and all(map(_is_number, v)) for v in history.values()
     ):
         raise fail("its history is not a mapping of names to lists of numbers")
+    custom = hyper.get("network") == CUSTOM
+    if custom:  # the user's own layers: the stored network, less the output layer added to it
+        hyper["network"] = _own_layers(fail, network, hyper.get("output", "softmax"))
     clf = NNClassifier(**hyper, backend=backend)
     try:
         clf._check_params()
@@ -346,9 +387,27 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
     clf.n_iter_ = meta["n_iter"]
     clf.loss_curve_ = [float(v) for v in curve]
     clf.history_ = {k: [float(x) for x in v] for k, v in history.items()}
+    shape = meta.get("image_shape")
+    if shape is not None and not (_is_shape(shape) and math.prod(shape) == clf.n_features_in_):
+        raise fail(
+            f"its image_shape {shape!r:.80} is not 3 integers >= 1 of {clf.n_features_in_} "
+            "values in all (its n_features_in)",
+            _EDITED,
+        )
+    if (shape is None) != (clf.network is None) and not (custom and shape is None):
+        raise fail(
+            f"its image_shape {shape!r:.80} does not go with its network {clf.network!r:.80}",
+            _EDITED,
+        )
+    clf.image_shape_ = None if shape is None else tuple(shape)
     # The architecture is built from the checked hyper-parameters and compared with the file's
     # (which its parameters fit): a count, a class list or a setting that disagrees is refused.
-    expected, _, _ = clf._network()
+    try:
+        expected, _, _ = clf._network()
+    except ValueError as exc:
+        raise fail(
+            f"its network cannot be built from its hyper-parameters: {exc}", _EDITED
+        ) from None
     if expected != network:
         raise fail("the stored network does not match its hyper-parameters", _EDITED)
     # Input scaling by statistics exactly when the hyper-parameter asks for it: a file with one
@@ -367,7 +426,7 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
         else None
     )
     clf.params_ = params
-    clf.n_layers_, clf.n_outputs_ = len(clf._hidden) + 2, len(clf.classes_)
+    clf.n_layers_, clf.n_outputs_ = weight_layers(network) + 1, len(clf.classes_)
     clf.out_activation_ = "logistic" if clf.output == "sigmoid" else "softmax"
     clf.best_loss_ = min(clf.loss_curve_) if clf.loss_curve_ else None
     clf.t_ = 0

@@ -13,14 +13,17 @@ from anynet import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "NETWORKS",
     "OUTPUTS",
     "SCALINGS",
     "SOLVERS",
     "build_network",
     "build_optimizer",
+    "default_cnn",
     "dense_layers",
     "log_probabilities",
     "validator",
+    "weight_layers",
 ]
 
 #: ``activation=`` names: anynet's hidden-layer activations by their keys, scikit-learn's
@@ -49,6 +52,11 @@ SCALINGS = {
 SOLVERS = ("sgd", "adam", "adamw")
 
 
+#: ``network=`` names: the multi-layer perceptron of ``hidden_layer_sizes`` (``None``) and
+#: the default convolutional network (:func:`default_cnn`).
+NETWORKS = (None, "cnn")
+
+
 def build_network(
     n_in: int,
     hidden: tuple[int, ...],
@@ -58,28 +66,84 @@ def build_network(
     output: str,
     dropout: float,
     init: str,
+    network: str | nn.Layer | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> tuple[nn.Sequential, str, str]:
-    """The MLP, its loss name and its output link (see :data:`OUTPUTS`)."""
-    act = ACTIVATIONS[activation]
+    """The network, its loss name and its output link (see :data:`OUTPUTS`).
+
+    ``network`` ``None`` is the MLP of ``hidden`` and ``activation``; ``'cnn'`` is
+    :func:`default_cnn` for images of ``image_shape``; an anynet layer is used as given (it
+    must map a batch to ``n_out`` logits). The output layer of ``output`` follows each.
+    """
     last, loss, link = OUTPUTS[output]
+    if isinstance(network, nn.Layer):
+        layers = list(network.layers) if type(network) is nn.Sequential else [network]
+    elif network == "cnn":
+        layers = default_cnn(image_shape, n_out, dropout=dropout, init=init)
+    else:
+        layers = _mlp(n_in, hidden, n_out, activation=activation, dropout=dropout, init=init)
+    if last is not None:
+        layers.append(last())
+    return nn.Sequential(*layers), loss, link
 
-    def dense(a: int, b: int) -> nn.Dense:
-        if init == "pytorch":  # torch.nn.Linear's default, biases included
-            return nn.Dense(a, b, init="pytorch_uniform", bias_init="pytorch_uniform")
-        return nn.Dense(a, b, init=init)
 
+def _mlp(n_in, hidden, n_out, *, activation, dropout, init) -> list[nn.Layer]:
+    act = ACTIVATIONS[activation]
     layers: list[nn.Layer] = []
     sizes = (n_in, *hidden)
     for a, b in itertools.pairwise(sizes):
-        layers.append(dense(a, b))
+        layers.append(_dense(a, b, init))
         if act is not None:
             layers.append(act())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-    layers.append(dense(sizes[-1], n_out))
-    if last is not None:
-        layers.append(last())
-    return nn.Sequential(*layers), loss, link
+    layers.append(_dense(sizes[-1], n_out, init))
+    return layers
+
+
+def _dense(a: int, b: int, init: str) -> nn.Dense:
+    if init == "pytorch":  # torch.nn.Linear's default, biases included
+        return nn.Dense(a, b, init="pytorch_uniform", bias_init="pytorch_uniform")
+    return nn.Dense(a, b, init=init)
+
+
+def default_cnn(
+    image_shape: tuple[int, int, int], n_out: int, *, dropout: float = 0.0, init: str = "he_normal"
+) -> list[nn.Layer]:
+    """The default convolutional network (``network='cnn'``, ``anynet train --model cnn``).
+
+    Three blocks of a 3x3 convolution (32, 64 and 128 channels, ``'same'`` padding, no bias:
+    the batch norm's shift is one), batch norm, ReLU and 2x2 max-pooling, then dropout and one
+    Dense layer to the logits. For 1x28x28 images: 28 -> 14 -> 7 -> 3, 1,152 features and
+    about 95,000 parameters; images must be 8x8 or larger.
+    """
+    C, H, W = image_shape
+    if H < 8 or W < 8:
+        raise ValueError(
+            f"network='cnn' pools three times by 2 and needs images of 8x8 or more; these are "
+            f"{H}x{W}. Pass an anynet network of your own as network= for smaller images."
+        )
+    conv_init = "pytorch_uniform" if init == "pytorch" else init
+    layers: list[nn.Layer] = []
+    for c_in, c_out in ((C, 32), (32, 64), (64, 128)):
+        layers += [
+            nn.Conv2D(c_in, c_out, 3, padding="same", bias=False, init=conv_init),
+            nn.BatchNorm(c_out),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+        ]
+    layers.append(nn.Flatten())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(_dense(128 * (H // 8) * (W // 8), n_out, init))
+    return layers
+
+
+def weight_layers(model: nn.Layer) -> int:
+    """How many Dense and Conv2D layers ``model`` has, inside its blocks too."""
+    if isinstance(model, nn.Dense | nn.Conv2D):
+        return 1
+    return sum(weight_layers(layer) for layer in getattr(model, "layers", ()))
 
 
 def dense_layers(model: nn.Sequential) -> list[dict[str, str]]:

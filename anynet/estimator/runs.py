@@ -24,8 +24,13 @@ __all__ = ["CheckpointedRun"]
 
 
 def _plain(value: Any) -> Any:
-    """A NumPy scalar (``np.float32(0.01)``) as the Python number a JSON record holds."""
-    return value.item() if isinstance(value, np.generic) else value
+    """A NumPy scalar (``np.float32(0.01)``) as the Python number a JSON record holds, and an
+    object (an augmentation) as its repr."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str | list | tuple | dict):
+        return value
+    return repr(value)
 
 
 class CheckpointedRun:
