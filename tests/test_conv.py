@@ -299,18 +299,17 @@ def test_a_small_cnn_trains(backend):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
-def test_select_step_falls_back_to_the_generic_step_for_conv_models():
+def test_select_step_fuses_conv_models_and_falls_back_for_what_it_cannot():
     be = anynet.get_backend("numpy")
     model = small_cnn()
     params = model.init_params(rng=be.host_generator(0), backend=be)
-    assert stages.plan(model, "softmax_cross_entropy") is None
-    # A Dense first, then a layer the fused epilogue does not know: still no plan, no crash.
+    assert stages.plan(model, "softmax_cross_entropy") is not None
+    assert select_step(model, nn.adam(0.01), params, backend=be).name.startswith("fused")
+    # A Dense first, then a layer that takes images: no plan, no crash.
     assert stages.plan(nn.Sequential(nn.Dense(4, 4), nn.GlobalAvgPool2D()), "nll") is None
     assert (
         stages.plan(nn.Sequential(nn.Dense(4, 4), nn.MaxPool2D(2)), "softmax_cross_entropy") is None
     )
-    step = select_step(model, nn.adam(0.01), params, backend=be)
-    assert step.name == "generic"
 
 
 def test_configs_are_json_and_rebuild_the_same_layers():
