@@ -146,8 +146,7 @@ def plan(model: Any, loss: Any) -> Plan | None:
     a cross-entropy (LogSoftmax then ``'nll'`` is softmax cross-entropy in two pieces), made of
 
     - Dense, Conv2D and BatchNorm layers, each followed by at most one activation of the table
-      and, on flat features, one Dropout (a Conv2D followed by a BatchNorm gives the activation
-      to the BatchNorm);
+      and, on flat features, one Dropout;
     - MaxPool2D, AvgPool2D and GlobalAvgPool2D after an image stage;
     - Flatten after an image stage, followed by at most one Dropout.
 
