@@ -31,16 +31,58 @@ from anynet.cli.outputs import (
 from anynet.errors import AnynetError
 from anynet.estimator.network import ACTIVATIONS
 
-#: The best default measured on a 2-core CPU (README's results table): see `anynet train -h`.
+#: The best defaults measured on a 2-core CPU (README's results table), per ``--model``: see
+#: `anynet train -h`. ``activation`` and ``hidden`` are the MLP's alone.
 DEFAULTS = {
-    "hidden": (256, 128),
-    "epochs": 25,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "alpha": 1e-4,
-    "dropout": 0.2,
-    "scale": "standardize",
+    "mlp": {
+        "hidden": (256, 128),
+        "activation": "relu",
+        "epochs": 25,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "alpha": 1e-4,
+        "dropout": 0.2,
+        "scale": "standardize",
+        "augment": False,
+    },
+    "cnn": {
+        "epochs": 20,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "alpha": 1e-4,
+        "dropout": 0.25,
+        "scale": "unit",
+        "augment": True,
+    },
 }
+#: The augmentation ``--augment`` turns on: 2 pixels of shift either way, and mirror images.
+AUGMENT_PADDING = 2
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except where there is none or it depends on ``--model`` (the help
+    text says so)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _per_model(name: str) -> str:
+    """``default 25 (mlp), 20 (cnn)``: a setting's defaults for each ``--model``."""
+    values = {m: _shown(d[name]) for m, d in DEFAULTS.items() if name in d}
+    if len(values) > 1 and len(set(values.values())) == 1:
+        return f"default {values.popitem()[1]}"
+    return "default " + ", ".join(f"{v} ({m})" for m, v in values.items())
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 #: The files ``--plots`` writes, in its folder.
@@ -59,7 +101,7 @@ def add_train(subparsers) -> None:
         help="train a classifier on Fashion-MNIST",
         description="Train an anynet classifier on Fashion-MNIST (found offline or downloaded "
         "and verified), report test accuracy each epoch, and save the model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("where")
     g.add_argument(
@@ -78,13 +120,26 @@ def add_train(subparsers) -> None:
     g.add_argument("--no-download", action="store_true", help="never download the data")
     g = p.add_argument_group("network")
     g.add_argument(
+        "--model",
+        default="mlp",
+        choices=sorted(DEFAULTS),
+        help="mlp: a multi-layer perceptron of --hidden layers; cnn: the default convolutional "
+        "network (three blocks of 3x3 convolution with 32, 64 and 128 channels, batch norm, "
+        "ReLU and 2x2 max-pooling; then --dropout and a Dense layer)",
+    )
+    g.add_argument(
         "--hidden",
         type=layer_sizes,
-        default=DEFAULTS["hidden"],
+        default=None,
         metavar="SIZES",
-        help="hidden layer sizes, comma separated",
+        help=f"hidden layer sizes, comma separated, for --model mlp; {_per_model('hidden')}",
     )
-    g.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS))
+    g.add_argument(
+        "--activation",
+        default=None,
+        choices=sorted(ACTIVATIONS),
+        help=f"for --model mlp; {_per_model('activation')}",
+    )
     g.add_argument("--output", default="softmax", choices=["softmax", "log_softmax", "sigmoid"])
     g.add_argument(
         "--init",
@@ -98,25 +153,34 @@ def add_train(subparsers) -> None:
             "pytorch",
         ],
     )
-    g.add_argument("--dropout", type=fraction, default=DEFAULTS["dropout"])
+    g.add_argument("--dropout", type=fraction, default=None, help=_per_model("dropout"))
     g = p.add_argument_group("training")
     g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
-    g.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], help="learning rate")
+    g.add_argument(
+        "--lr", type=positive_float, default=None, help=f"learning rate; {_per_model('lr')}"
+    )
     g.add_argument("--momentum", type=fraction, default=0.9, help="for sgd")
     g.add_argument(
         "--alpha",
         type=non_negative_float,
-        default=DEFAULTS["alpha"],
-        help="L2 penalty, scikit-learn's scaling",
+        default=None,
+        help=f"L2 penalty, scikit-learn's scaling; {_per_model('alpha')}",
     )
     g.add_argument("--l1", type=non_negative_float, default=0.0, help="L1 penalty")
-    g.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
-    g.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
+    g.add_argument("--epochs", type=positive_int, default=None, help=_per_model("epochs"))
+    g.add_argument("--batch-size", type=positive_int, default=None, help=_per_model("batch_size"))
     g.add_argument(
         "--scale",
-        default=DEFAULTS["scale"],
+        default=None,
         choices=["standardize", "unit", "symmetric", "none"],
-        help="input scaling: per-feature z-score, [0, 1], or [-1, 1]",
+        help=f"input scaling: per-feature z-score, [0, 1], or [-1, 1]; {_per_model('scale')}",
+    )
+    g.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"random {AUGMENT_PADDING}-pixel shifts and mirror images of the training images, "
+        f"for --model cnn; {_per_model('augment')}",
     )
     g.add_argument("--seed", type=non_negative_int, default=0)
     g.add_argument(
@@ -176,10 +240,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from sklearn.exceptions import ConvergenceWarning
 
+    from anynet.data import RandomCropFlip
     from anynet.estimator import NNClassifier
 
     if args.resume and args.checkpoint_dir is None:
         raise AnynetError("--resume needs --checkpoint-dir, the folder holding the checkpoint")
+    _fill_defaults(args)
     if args.plots is not None:
         check_can_plot()  # before the run, not after it
     # Every path the run will write, checked before the data is loaded: a bad one used to fail
@@ -195,9 +261,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     X, y, X_test, y_test = load_data(args)
     if args.limit:
         X, y = _first(args.limit, X, y)
+    cnn = args.model == "cnn"
     clf = NNClassifier(
-        hidden_layer_sizes=args.hidden,
-        activation=args.activation,
+        network="cnn" if cnn else None,
+        augment=RandomCropFlip(AUGMENT_PADDING) if args.augment else None,
+        hidden_layer_sizes=args.hidden if not cnn else (100,),
+        activation=args.activation if not cnn else "relu",
         solver=args.solver,
         alpha=args.alpha,
         batch_size=args.batch_size,
@@ -301,6 +370,23 @@ def _check_outputs_apart(args: argparse.Namespace) -> None:
     check_apart(writes, folders=folders)
 
 
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """The settings not given, from ``--model``'s defaults; the MLP's own settings refused
+    for another model (they would be silently ignored)."""
+    defaults = DEFAULTS[args.model]
+    for name in DEFAULTS["mlp"]:
+        if name not in defaults and getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise AnynetError(f"{flag} is for --model mlp; --model {args.model} has no {name}")
+    if args.augment and args.model == "mlp":
+        raise AnynetError(
+            "--augment is for --model cnn: the MLP takes each image as a flat row of pixels"
+        )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def _first(limit: int, X, y):
     """The first ``limit`` training images, refused if they leave a class out: the model could
     never predict it, and scoring on the test set, which holds them all, would fail."""
@@ -319,10 +405,15 @@ def _first(limit: int, X, y):
 
 
 def _describe(clf) -> str:
-    sizes = "-".join(str(s) for s in (784, *clf.hidden_layer_sizes, 10))
+    if clf.network == "cnn":
+        what = "the default CNN"
+        how = ", crops and flips" if clf.augment is not None else ""
+    else:
+        what = "-".join(str(s) for s in (784, *clf.hidden_layer_sizes, 10))
+        what, how = f"{what} {clf.activation} MLP", ""
     return (
-        f"{sizes} {clf.activation} MLP ({clf.solver}, lr {clf.learning_rate_init}, "
-        f"batch {clf.batch_size}, {clf.max_iter} epochs)"
+        f"{what} ({clf.solver}, lr {clf.learning_rate_init}, batch {clf.batch_size}, "
+        f"{clf.max_iter} epochs{how})"
     )
 
 
