@@ -183,9 +183,7 @@ def test_a_resumed_cnn_run_ends_bit_identical(digits, tmp_path):
         (None, "its image_shape None does not go with its network 'cnn'"),
     ],
 )
-def test_a_model_file_whose_image_shape_was_edited_is_refused(
-    digits, tmp_path, image_shape, match
-):
+def test_a_model_file_whose_image_shape_was_edited_is_refused(digits, tmp_path, image_shape, match):
     X, y, _, _ = digits
     path = anynet.save(cnn(max_iter=1).fit(X, y), tmp_path / "edited.anynet")
     arrays, meta = anynet.io.read_arrays(path)
