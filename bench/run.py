@@ -5,12 +5,14 @@
     python -m bench --batch 64 --epochs 4 --rounds 3
     python -m bench --peers anynet-numpy anynet-numpy-nonumba pytorch-cpu
     python -m bench --baseline 645ebc1   # adds anynet as it was at that commit: no slowdown?
+    python -m bench --network cnn --batch 64 256   # the default CNN against PyTorch's
 
 Each (peer, batch size) trains in a fresh subprocess (so peak memory is its own and no library
 warms another's caches), and the peers take turns, round after round, because a shared machine
 is noisy: compare within one run, and read the ratios. The first epoch of every run is a
 warm-up; the table shows the median of the rest, in milliseconds per epoch.
-Results go to ``bench/results/train_<device>_<date>_<machine>.json`` and ``.md``.
+Results go to ``bench/results/train_<device>_<date>_<machine>.json`` and ``.md``
+(``train_cnn_...`` for ``--network cnn``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from bench.cnn_peers import CNN_CPU_PEERS, CNN_GPU_PEERS
+from bench.cnn_peers import NETWORK as CNN_NETWORK
 from bench.peers import CPU_PEERS, GPU_PEERS, OPTIONAL_PEERS, PEER_ENV
 
 RESULTS = Path(__file__).parent / "results"
@@ -35,14 +39,49 @@ TARGETS = {
     # (peer, batch sizes, largest allowed ratio anynet / peer), from the performance issue
     "cpu": [("pytorch-cpu", (64, 128, 256), 0.7), ("sklearn-mlp", (64, 128, 256, 1024), 0.6)],
     "gpu": [("pytorch-eager", (64, 128), 0.25), ("pytorch-cuda-graph", (256, 1024), 1.0)],
+    # the convolutional-networks issue: at most PyTorch CPU's time (no target set on a GPU)
+    "cnn-cpu": [("pytorch-cpu-cnn", (64, 256), 1.0)],
+    "cnn-gpu": [],
 }
+#: What each ``--network`` trains: its peers on each device, and the table's description.
+NETWORKS = {
+    "mlp": {
+        "cpu": CPU_PEERS,
+        "gpu": GPU_PEERS,
+        "what": "784-256-128-64-10 ReLU MLP, Adam (lr 1e-3)",
+    },
+    "cnn": {
+        "cpu": CNN_CPU_PEERS,
+        "gpu": CNN_GPU_PEERS,
+        "what": f"CNN {CNN_NETWORK}, batch norm, Adam (lr 1e-3), images in [0, 1]",
+    },
+}
+ALL_PEERS = {
+    **CPU_PEERS,
+    **GPU_PEERS,
+    **OPTIONAL_PEERS,
+    **CNN_CPU_PEERS,
+    **CNN_GPU_PEERS,
+}
+
+
+def ours(device: str, network: str = "mlp") -> str:
+    """The anynet peer the others are compared with."""
+    name = "anynet-numpy" if device == "cpu" else "anynet-cupy"
+    return name if network == "mlp" else f"{name}-{network}"
+
+
+def torch_peer_of(device: str, network: str = "mlp") -> str:
+    """The PyTorch peer whose accuracy anynet's is compared with."""
+    name = "pytorch-cpu" if device == "cpu" else "pytorch-eager"
+    return name if network == "mlp" else f"{name}-{network}"
 
 
 def worker(peer: str, batch_size: int, epochs: int, seed: int) -> None:
     """Train one peer and print one JSON line."""
     from anynet.datasets import load_fashion_mnist
 
-    fn, default_device = {**CPU_PEERS, **GPU_PEERS, **OPTIONAL_PEERS}[peer]
+    fn, default_device = ALL_PEERS[peer]
     X, y = load_fashion_mnist("train")
     X_test, y_test = load_fashion_mnist("test")
     result = fn((X, y, X_test, y_test), batch_size, epochs, default_device, seed)
@@ -51,7 +90,7 @@ def worker(peer: str, batch_size: int, epochs: int, seed: int) -> None:
         import anynet
 
         result["anynet_from"] = str(Path(anynet.__file__).parent.parent)
-    if peer in GPU_PEERS:
+    if peer in GPU_PEERS or peer in CNN_GPU_PEERS:
         result["peak_device_mb"] = _peak_device_mb(peer)
     print(json.dumps(result))
 
@@ -138,14 +177,16 @@ def machine() -> dict:
     return info
 
 
-def result_name(device: str, info: dict) -> str:
-    """``train_<device>_<date>_<machine>``: results are kept per day and machine, since the
-    machine a benchmark runs on (the CI kind) changes between sessions."""
+def result_name(device: str, info: dict, network: str = "mlp") -> str:
+    """``train_<device>_<date>_<machine>`` (``train_cnn_...`` for the CNN): results are kept
+    per day and machine, since the machine a benchmark runs on (the CI kind) changes between
+    sessions."""
     import re
 
     machine = info.get("gpu") or info.get("cpu") or platform.machine()
     slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
-    return f"train_{device}_{info['date']}_{slug}"
+    kind = device if network == "mlp" else f"{network}_{device}"
+    return f"train_{kind}_{info['date']}_{slug}"
 
 
 def summarize(runs: dict, device: str) -> dict:
@@ -197,12 +238,12 @@ def paired_ratio(runs: dict, ours: str, peer: str, batch: int) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
-def targets(table: dict, runs: dict, device: str) -> list[dict]:
-    ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
+def targets(table: dict, runs: dict, device: str, network: str = "mlp") -> list[dict]:
+    anynet = ours(device, network)
     out = []
-    for peer, batches, limit in TARGETS[device]:
+    for peer, batches, limit in TARGETS[device if network == "mlp" else f"{network}-{device}"]:
         for batch in batches:
-            ratio = paired_ratio(runs, ours, peer, batch)
+            ratio = paired_ratio(runs, anynet, peer, batch)
             if ratio is None:
                 continue
             out.append(
@@ -214,8 +255,8 @@ def targets(table: dict, runs: dict, device: str) -> list[dict]:
                     "met": ratio <= limit,
                 }
             )
-    torch_peer = "pytorch-cpu" if device == "cpu" else "pytorch-eager"
-    for batch, a in table.get(ours, {}).items():
+    torch_peer = torch_peer_of(device, network)
+    for batch, a in table.get(anynet, {}).items():
         b = table.get(torch_peer, {}).get(batch, {})
         if "test_accuracy" in a and "test_accuracy" in b:
             # How far anynet's mean accuracy is below PyTorch's (negative: above it).
@@ -237,9 +278,10 @@ def targets(table: dict, runs: dict, device: str) -> list[dict]:
 
 def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: str, args) -> str:
     batches = sorted({b for rows in table.values() for b in rows})
-    ours = "anynet-numpy" if device == "cpu" else "anynet-cupy"
+    network = getattr(args, "network", "mlp")
+    anynet = ours(device, network)
     lines = [
-        f"# anynet training benchmark ({device})",
+        f"# anynet training benchmark ({device}{', ' + network if network != 'mlp' else ''})",
         "",
         f"{info['date']}, {info.get('cpu', '?')} ({info['cpus']} cores)"
         + (f", {info['gpu']}" if "gpu" in info else "")
@@ -250,7 +292,7 @@ def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: st
             if k in info
         ),
         "",
-        f"784-256-128-64-10 ReLU MLP, Adam (lr 1e-3), Fashion-MNIST resident in memory; "
+        f"{NETWORKS[network]['what']}, Fashion-MNIST resident in memory; "
         f"{args.epochs} epochs per run, first dropped as warm-up, {args.rounds} interleaved "
         "rounds in shuffled order, each round with its own seed; median ms per epoch (and the "
         "fastest epoch). anynet's ratio to a peer is the median over rounds of the ratio "
@@ -266,7 +308,7 @@ def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: st
             r = rows.get(b, {})
             if "ms_per_epoch" in r:
                 ratio = ""
-                paired = paired_ratio(runs, ours, peer, b) if peer != ours else None
+                paired = paired_ratio(runs, anynet, peer, b) if peer != anynet else None
                 if paired is not None:
                     ratio = f" (anynet {paired:.2f}x)"
                 se = r.get("test_accuracy_se")
@@ -325,6 +367,9 @@ def markdown(table: dict, runs: dict, checks: list[dict], info: dict, device: st
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument(
+        "--network", choices=sorted(NETWORKS), default="mlp", help="what the peers train"
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 128, 256, 1024])
     parser.add_argument("--epochs", type=int, default=3, help="per run, the first a warm-up")
     parser.add_argument("--rounds", type=int, default=5)
@@ -346,10 +391,9 @@ def main(argv=None) -> int:
         peer, batch, epochs, seed = args.worker
         worker(peer, int(batch), int(epochs), int(seed))
         return 0
-    peers = args.peers or list(CPU_PEERS if args.device == "cpu" else GPU_PEERS)
+    peers = args.peers or list(NETWORKS[args.network][args.device])
     if args.baseline:
-        ours = "anynet-numpy" if args.device == "cpu" else "anynet-cupy"
-        peers.append(f"{ours}@{args.baseline}")
+        peers.append(f"{ours(args.device, args.network)}@{args.baseline}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch of each run is a warm-up")
     runs: dict = {}
@@ -370,11 +414,11 @@ def main(argv=None) -> int:
                     flush=True,
                 )
     table = summarize(runs, args.device)
-    checks = targets(table, runs, args.device)
+    checks = targets(table, runs, args.device, args.network)
     info = machine()
     args.results.mkdir(parents=True, exist_ok=True)
     md = markdown(table, runs, checks, info, args.device, args)
-    stem = result_name(args.device, info)
+    stem = result_name(args.device, info, args.network)
     (args.results / f"{stem}.md").write_text(md)
     (args.results / f"{stem}.json").write_text(
         json.dumps(

@@ -123,3 +123,20 @@ def test_the_no_numba_peer_really_runs_without_numba():
 
     assert "anynet-numpy-nonumba" in OPTIONAL_PEERS
     assert PEER_ENV["anynet-numpy-nonumba"] == {"ANYNET_NUMBA": "0"}
+
+
+def test_the_cnn_row_compares_anynets_cnn_with_pytorchs():
+    runs = {
+        ("anynet-numpy-cnn", 64): [fake(40000, 0.90), fake(50000, 0.91)],
+        ("pytorch-cpu-cnn", 64): [fake(50000, 0.90), fake(50000, 0.90)],
+    }
+    checks = run.targets(run.summarize(runs, "cpu"), runs, "cpu", "cnn")
+    ratio = next(c for c in checks if "ratio" in c)
+    assert ratio["peer"] == "pytorch-cpu-cnn" and ratio["ratio"] == pytest.approx(0.9)
+    gap = next(c for c in checks if "accuracy_gap_pp" in c)
+    assert gap["accuracy_gap_pp"] == pytest.approx(-0.5)
+    info = {"date": "2026-11-30", "cpu": "AMD EPYC", "cpus": 2, "python": "3.11"}
+    assert run.result_name("cpu", info, "cnn") == "train_cnn_cpu_2026-11-30_amd-epyc"
+    args = argparse.Namespace(epochs=2, rounds=2, network="cnn")
+    md = run.markdown(run.summarize(runs, "cpu"), runs, checks, info, "cpu", args)
+    assert "CNN 3x(conv 3x3 - BN - ReLU - maxpool 2)" in md and "(anynet 0.90x)" in md
