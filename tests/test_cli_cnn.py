@@ -76,6 +76,7 @@ def test_help_gives_each_models_defaults():
     out = anynet_cmd("train", "-h")
     assert out.returncode == 0
     flat = " ".join(out.stdout.split())
-    assert "default 25 (mlp), 20 (cnn)" in flat
+    assert "default 0.2 (mlp), 0.25 (cnn)" in flat  # --dropout
+    assert "--epochs EPOCHS default 25 " in flat  # the same for both
     assert "default off (mlp), on (cnn)" in flat
     assert "(default: None)" not in flat

@@ -46,7 +46,7 @@ DEFAULTS = {
         "augment": False,
     },
     "cnn": {
-        "epochs": 20,
+        "epochs": 25,
         "batch_size": 128,
         "lr": 1e-3,
         "alpha": 1e-4,
