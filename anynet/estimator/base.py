@@ -102,14 +102,6 @@ class NetworkEstimator(BaseEstimator):
             return x
         return caller.asarray(be.to_numpy(x))
 
-    @staticmethod
-    def _sample_shape(X: Any) -> tuple[int, ...] | None:
-        """The shape of one sample of ``X`` if it is more than a row (images), else ``None``."""
-        shape = getattr(X, "shape", None)
-        if shape is None:  # nested lists; anything else without a shape is left to validation
-            shape = np.shape(X) if isinstance(X, list | tuple) else ()
-        return tuple(int(n) for n in shape[1:]) if len(shape) > 2 else None
-
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         X = to_host(X)
         if getattr(X, "ndim", 2) > 2:  # images, e.g. (N, 28, 28): one row of pixels each

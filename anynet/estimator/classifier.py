@@ -24,25 +24,23 @@ from sklearn.utils.validation import check_is_fitted
 
 from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
-from anynet.checks import check_choice, check_int, check_number, fail
-from anynet.data import DataLoader, RandomCropFlip, Standardizer
+from anynet.data import DataLoader, Standardizer
 from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
+from anynet.estimator.images import ImageInputs
 from anynet.estimator.inputs import (
     encode_labels,
 )
 from anynet.estimator.network import (
-    ACTIVATIONS,
-    NETWORKS,
     OUTPUTS,
     SCALINGS,
-    SOLVERS,
     build_network,
     build_optimizer,
     log_probabilities,
     weight_layers,
 )
 from anynet.estimator.network import validator as _validator
+from anynet.estimator.params import check_params
 from anynet.estimator.runs import CheckpointedRun
 from anynet.training import (
     Callback,
@@ -69,7 +67,7 @@ class _Data:
     n_samples: int  # before the validation split
 
 
-class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
+class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimator):
     """A neural-network classifier trained by anynet's hand-written backprop: a multi-layer
     perceptron by default, or a convolutional network (``network='cnn'``) or any anynet
     network.
@@ -90,7 +88,12 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
     batch_size : int or 'auto'
         ``'auto'`` is ``min(200, n_samples)``.
     learning_rate_init : float
-        The (constant) learning rate.
+        The learning rate (the first, with a schedule).
+    learning_rate : {'constant', 'cosine'}
+        ``'cosine'`` decays the rate from ``learning_rate_init`` to 0 along half a cosine over
+        ``max_iter`` epochs of steps (for any solver; scikit-learn's ``'invscaling'`` and
+        ``'adaptive'`` are not offered yet). The rate follows the optimizer's step count, so a
+        resumed run continues the schedule exactly.
     max_iter : int
         Epochs at most.
     shuffle : bool
@@ -188,7 +191,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
     _RUN_KEYS = (
         "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
         "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output", "early_stopping",
-        "validation_fraction", "tol", "n_iter_no_change", "augment",
+        "validation_fraction", "tol", "n_iter_no_change", "augment", "learning_rate",
     )  # fmt: skip
 
     def __init__(
@@ -229,6 +232,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         network=None,
         image_shape=None,
         augment=None,
+        learning_rate="constant",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -265,84 +269,12 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
         self.network = network
         self.image_shape = image_shape
         self.augment = augment
+        self.learning_rate = learning_rate
 
     # --- parameters -------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        sizes = self.hidden_layer_sizes
-        try:
-            sizes = (check_int("hidden_layer_sizes", sizes),) if np.ndim(sizes) == 0 else sizes
-            self._hidden = tuple(check_int("hidden_layer_sizes", h, minimum=1) for h in sizes)
-        except (TypeError, ValueError):
-            raise fail(
-                "hidden_layer_sizes", "a tuple of integers >= 1", self.hidden_layer_sizes
-            ) from None
-        check_choice("activation", self.activation, ACTIVATIONS)
-        lbfgs = "lbfgs needs the whole data set per step; use 'adam'"
-        check_choice("solver", self.solver, SOLVERS, lbfgs if self.solver == "lbfgs" else "")
-        check_choice("output", self.output, OUTPUTS)
-        if not isinstance(self.standardize, bool | str | None):
-            raise fail("standardize", "True, False, 'unit' or 'symmetric'", self.standardize)
-        check_choice("standardize", self.standardize, SCALINGS)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
-        for name in ("alpha", "l1", "tol"):
-            check_number(name, getattr(self, name), low=0.0)
-        for name in ("learning_rate_init", "epsilon"):
-            check_number(name, getattr(self, name), low=0.0, low_open=True)
-        for name in ("momentum", "beta_1", "beta_2", "dropout"):
-            check_number(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
-        check_number(
-            "validation_fraction",
-            self.validation_fraction,
-            low=0.0,
-            high=1.0,
-            low_open=True,
-            high_open=True,
-        )
-        for name in ("max_iter", "n_iter_no_change", "checkpoint_every"):
-            check_int(name, getattr(self, name), minimum=1)
-        if self.checkpoint_steps is not None:
-            check_int("checkpoint_steps", self.checkpoint_steps, minimum=1)
-        if self.divergence_factor is not None:
-            check_number(
-                "divergence_factor",
-                self.divergence_factor,
-                low=1.0,
-                low_open=True,
-                hint="None turns the divergence check off",
-            )
-        check_choice("resume", self.resume, (False, True, "auto"))
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            check_int("batch_size", self.batch_size, minimum=1, hint="Or pass 'auto'.")
-        if self.init != "pytorch":
-            nn.init.get_initializer(self.init)
-        if not isinstance(self.network, nn.Layer):
-            check_choice(
-                "network", self.network, NETWORKS, "Or pass an anynet network (anynet.nn layers)."
-            )
-        if self.image_shape is not None:
-            shape = self.image_shape
-            if self.network is None:
-                raise fail(
-                    "image_shape",
-                    "None for the multi-layer perceptron (it takes flat rows)",
-                    shape,
-                    "Pass network='cnn' or an anynet network to train on images.",
-                )
-            if np.ndim(shape) != 1 or len(shape) != 3:
-                raise fail("image_shape", "(channels, height, width), three integers >= 1", shape)
-            for size in shape:
-                check_int("image_shape", size, minimum=1)
-        if self.augment is not None:
-            if not isinstance(self.augment, RandomCropFlip):
-                raise fail("augment", "None or an anynet.data.RandomCropFlip", self.augment)
-            if self.network is None:
-                raise fail(
-                    "augment",
-                    "None for the multi-layer perceptron (it takes flat rows)",
-                    self.augment,
-                    "Pass network='cnn' or an anynet network to augment images.",
-                )
+        check_params(self)
 
     def _network(self) -> tuple[nn.Sequential, str, str]:
         """The network for the fitted data's shape, its loss and its output link."""
@@ -358,54 +290,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             image_shape=getattr(self, "image_shape_", None),
         )
 
-    def _fit_image_shape(self, sample: tuple[int, ...] | None, n_features: int) -> Any:
-        """The ``(channels, height, width)`` the network takes, from ``image_shape`` or the
-        shape of one sample of ``X`` (``sample``); ``None`` for flat rows."""
-        if self.network is None:
-            return None
-        if self.image_shape is not None:
-            shape = tuple(int(v) for v in self.image_shape)
-        elif sample is not None and len(sample) in (2, 3):
-            shape = (1, *sample) if len(sample) == 2 else tuple(sample)
-        elif sample is not None:
-            raise DataError(
-                f"X has samples of shape {sample}; images are (height, width) or (channels, "
-                "height, width)"
-            )
-        elif self.network == "cnn":
-            raise DataError(
-                f"network='cnn' trains on images, and X has flat rows of {n_features} features: "
-                "pass X as (n, height, width) or (n, channels, height, width), or pass "
-                "image_shape=(channels, height, width)"
-            )
-        else:
-            return None
-        if math.prod(shape) != n_features:
-            raise fail(
-                "image_shape",
-                f"a shape of {n_features} values, the features of X",
-                self.image_shape,
-            )
-        return shape
-
-    def _check_image_shape(self, sample: tuple[int, ...] | None) -> None:
-        """Refuse images shaped otherwise than those the model was fitted on (the same number
-        of pixels differently arranged would be silently rearranged)."""
-        want = getattr(self, "image_shape_", None)
-        if want is None or sample is None:
-            return
-        if tuple(sample) not in (want, want[1:] if want[0] == 1 else want):
-            raise DataError(
-                f"X has images of shape {tuple(sample)}; this model was fitted on images of "
-                f"shape {want} (channels, height, width)"
-            )
-
-    def _shaped(self, X: np.ndarray) -> np.ndarray:
-        """Rows of ``X`` as the network takes them: images of ``image_shape_`` or flat."""
-        shape = getattr(self, "image_shape_", None)
-        return X if shape is None else X.reshape(len(X), *shape)
-
-    def _optimizer(self) -> Any:
+    def _optimizer(self, steps_per_epoch: int = 1) -> Any:
         return build_optimizer(
             self.solver,
             float(self.learning_rate_init),
@@ -414,6 +299,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
             beta_1=float(self.beta_1),
             beta_2=float(self.beta_2),
             epsilon=float(self.epsilon),
+            schedule=self.learning_rate,
+            total_steps=int(self.max_iter) * steps_per_epoch,
         )
 
     # --- fitting ----------------------------------------------------------------------------
@@ -547,7 +434,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
                     "in another checkpoint_dir."
                 )
             params, opt_state = ckpt.params, ckpt.opt_state
-        step = select_step(model, self._optimizer(), params, opt_state, backend=be, loss=loss)
+        per_epoch = math.ceil(len(data.X) / self._batch_size(len(data.X)))
+        optimizer = self._optimizer(per_epoch)
+        step = select_step(model, optimizer, params, opt_state, backend=be, loss=loss)
         return step, state
 
     def _run(self, step, state, data: _Data, be, incremental, seed, run, extra):
@@ -639,12 +528,6 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, NetworkEstimator):
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         return encode_labels(y, self.classes_)
-
-    @property
-    def _eval_batch(self) -> int:
-        """Samples per batch to predict or validate: fewer for images, whose convolutions hold
-        a copy of each batch per kernel offset (4,096 28x28 images took a gigabyte)."""
-        return 4096 if getattr(self, "image_shape_", None) is None else 500
 
     def _loader(self, X, y, batch_size, shuffle, seed, backend, *, train=False) -> DataLoader:
         images = getattr(self, "image_shape_", None) is not None
