@@ -40,6 +40,7 @@ DEFAULTS = {
         "epochs": 25,
         "batch_size": 128,
         "lr": 1e-3,
+        "lr_schedule": "constant",
         "alpha": 1e-4,
         "dropout": 0.2,
         "scale": "standardize",
@@ -49,6 +50,7 @@ DEFAULTS = {
         "epochs": 25,
         "batch_size": 128,
         "lr": 1e-3,
+        "lr_schedule": "cosine",
         "alpha": 1e-4,
         "dropout": 0.25,
         "scale": "unit",
@@ -158,6 +160,13 @@ def add_train(subparsers) -> None:
     g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
     g.add_argument(
         "--lr", type=positive_float, default=None, help=f"learning rate; {_per_model('lr')}"
+    )
+    g.add_argument(
+        "--lr-schedule",
+        default=None,
+        choices=["constant", "cosine"],
+        help="cosine: from --lr down to 0 along half a cosine over the run's epochs; "
+        + _per_model("lr_schedule"),
     )
     g.add_argument("--momentum", type=fraction, default=0.9, help="for sgd")
     g.add_argument(
@@ -271,6 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         batch_size=args.batch_size,
         learning_rate_init=args.lr,
+        learning_rate=args.lr_schedule,
         max_iter=args.epochs,
         random_state=args.seed,
         momentum=args.momentum,
@@ -411,10 +421,10 @@ def _describe(clf) -> str:
     else:
         what = "-".join(str(s) for s in (784, *clf.hidden_layer_sizes, 10))
         what, how = f"{what} {clf.activation} MLP", ""
-    return (
-        f"{what} ({clf.solver}, lr {clf.learning_rate_init}, batch {clf.batch_size}, "
-        f"{clf.max_iter} epochs{how})"
+    rate = f"lr {clf.learning_rate_init}" + (
+        f" {clf.learning_rate}" if clf.learning_rate != "constant" else ""
     )
+    return f"{what} ({clf.solver}, {rate}, batch {clf.batch_size}, {clf.max_iter} epochs{how})"
 
 
 def _write_plots(clf, X_test, y_test, directory: Path) -> None:

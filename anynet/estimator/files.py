@@ -48,6 +48,7 @@ MODEL_PARAMS = frozenset(
         "image_shape",
         "init",
         "l1",
+        "learning_rate",
         "learning_rate_init",
         "max_iter",
         "momentum",

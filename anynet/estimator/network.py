@@ -16,6 +16,7 @@ __all__ = [
     "NETWORKS",
     "OUTPUTS",
     "SCALINGS",
+    "SCHEDULES",
     "SOLVERS",
     "build_network",
     "build_optimizer",
@@ -115,7 +116,7 @@ def default_cnn(
     Three blocks of a 3x3 convolution (32, 64 and 128 channels, ``'same'`` padding, no bias:
     the batch norm's shift is one), batch norm, ReLU and 2x2 max-pooling, then dropout and one
     Dense layer to the logits. For 1x28x28 images: 28 -> 14 -> 7 -> 3, 1,152 features and
-    about 95,000 parameters; images must be 8x8 or larger.
+    about 104,000 parameters; images must be 8x8 or larger.
     """
     C, H, W = image_shape
     if H < 8 or W < 8:
@@ -154,6 +155,11 @@ def dense_layers(model: nn.Sequential) -> list[dict[str, str]]:
     ]
 
 
+#: ``learning_rate=`` names: scikit-learn's ``'constant'``, and ``'cosine'``, anynet's: half a
+#: cosine from ``learning_rate_init`` down to 0 over the run's ``max_iter`` epochs.
+SCHEDULES = ("constant", "cosine")
+
+
 def build_optimizer(
     solver: str,
     learning_rate: float,
@@ -163,8 +169,13 @@ def build_optimizer(
     beta_1: float,
     beta_2: float,
     epsilon: float,
+    schedule: str = "constant",
+    total_steps: int = 1,
 ) -> Any:
-    """The optimizer ``solver`` names, with scikit-learn's hyper-parameters."""
+    """The optimizer ``solver`` names, with scikit-learn's hyper-parameters; its rate follows
+    ``schedule`` (:data:`SCHEDULES`) over ``total_steps`` steps."""
+    if schedule == "cosine":
+        learning_rate = nn.schedules.cosine_decay(learning_rate, total_steps)
     if solver == "sgd":
         return nn.sgd(learning_rate, momentum=momentum, nesterov=nesterov and momentum > 0)
     make = nn.adam if solver == "adam" else nn.adamw

@@ -19,6 +19,7 @@ differs), not bit for bit: ``tests/test_fast.py`` trains both and compares.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -171,10 +172,21 @@ class FusedStep(Step):
 
 
 def _rule(optimizer: Any, xp: Any, size: int, dtype: str) -> Any:
-    hyper = optimizer_hyper(optimizer.spec)
-    if isinstance(hyper, SGDHyper):
-        return _SGD(hyper, xp, size, dtype)
-    return _Adam(hyper, xp, size, dtype)
+    kind, settings = optimizer.spec
+    rate = settings["learning_rate"]
+    schedule = rate if callable(rate) else None
+    hyper = optimizer_hyper((kind, {**settings, "learning_rate": 0.0 if schedule else rate}))
+    rule = (_SGD if isinstance(hyper, SGDHyper) else _Adam)(hyper, xp, size, dtype)
+    rule.schedule = schedule
+    return rule
+
+
+def _at(rule: Any) -> Any:
+    """The rule's hyper-parameters for its step ``count`` (1 on the first update): the
+    schedule's rate at the count the generic update would read, ``count - 1``."""
+    if rule.schedule is None:
+        return rule.hyper
+    return dataclasses.replace(rule.hyper, learning_rate=float(rule.schedule(rule.count - 1)))
 
 
 def _walk(state: Any):
@@ -200,10 +212,11 @@ class _Adam:
         self.m = xp.zeros(size, dtype=dtype)
         self.v = xp.zeros(size, dtype=dtype)
         self.count = 0
+        self.schedule = None  # or a function of the step count (see _rule)
 
     def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
         self.count += 1
-        ops.adam(theta, grad, self.m, self.v, self.count, self.hyper)
+        ops.adam(theta, grad, self.m, self.v, self.count, _at(self))
 
     def state(self, template: Any, layout: ParamLayout) -> Any:
         mu, nu = layout.unflatten(self.m), layout.unflatten(self.v)
@@ -234,10 +247,11 @@ class _SGD:
         self.hyper = hyper
         self.trace = xp.zeros(size, dtype=dtype) if hyper.momentum else None
         self.count = 0
+        self.schedule = None  # or a function of the step count (see _rule)
 
     def apply(self, ops: Ops, theta: Array, grad: Array) -> None:
         self.count += 1
-        ops.sgd(theta, grad, self.trace, self.hyper)
+        ops.sgd(theta, grad, self.trace, _at(self))
 
     def state(self, template: Any, layout: ParamLayout) -> Any:
         trace = layout.unflatten(self.trace) if self.trace is not None else None

@@ -5,7 +5,18 @@ banned-import rule guards it): arrays come in from a :class:`~anynet.backends.Ba
 namespace ``xp`` is taken from them or passed down.
 """
 
-from anynet.nn import blocks, conv, functional, init, layers, losses, norm, optim, penalties
+from anynet.nn import (
+    blocks,
+    conv,
+    functional,
+    init,
+    layers,
+    losses,
+    norm,
+    optim,
+    penalties,
+    schedules,
+)
 from anynet.nn.blocks import *  # noqa: F403 (Residual, as anynet.nn.blocks lists it)
 from anynet.nn.conv import *  # noqa: F403 (Conv2D and the pools, as anynet.nn.conv lists them)
 from anynet.nn.layers import *  # noqa: F403 (every layer class, as anynet.nn.layers lists them)
@@ -43,6 +54,7 @@ __all__ = [
     "optim",
     "norm",
     "penalties",
+    "schedules",
     "sgd",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",

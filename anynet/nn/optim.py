@@ -274,10 +274,10 @@ def adamw(
 
 
 def _named(t: GradientTransformation, name: str, learning_rate: Any, **hyper: Any):
-    """Attach a spec for fast paths; a learning-rate schedule keeps the generic update."""
-    if callable(learning_rate):
-        return t
-    return t._replace(spec=(name, {"learning_rate": float(learning_rate), **hyper}))
+    """Attach a spec for fast paths: the optimizer's name and hyper-parameters, the learning
+    rate a float or a schedule (a function of the step count)."""
+    rate = learning_rate if callable(learning_rate) else float(learning_rate)
+    return t._replace(spec=(name, {"learning_rate": rate, **hyper}))
 
 
 def _flush_subnormal(xp: Any, a: Array) -> Array:
