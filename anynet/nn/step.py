@@ -276,6 +276,9 @@ class GenericStep(Step):
         # New values of the model's statistics, written with the optimizer's update so that
         # compute_grads leaves the parameters as they were.
         self._statistics: dict[str, Array] | None = {} if model.statistics() else None
+        # Found once: a container walks its layers to name them, every step otherwise.
+        statistics = set(model.statistics())
+        self._trained = [n for n in self._params if n not in statistics]
         self.needs_rng = any(getattr(layer, "p", 0.0) > 0.0 for layer in _walk_layers(model))
 
     @property
@@ -314,7 +317,7 @@ class GenericStep(Step):
             )
             self._params = apply_updates(self._params, updates)
             return
-        trained = trainable(self.model, self._params)
+        trained = {name: self._params[name] for name in self._trained}
         updates, self._opt_state = self.optimizer.update(self._grads, self._opt_state, trained)
         self._params = {**self._params, **apply_updates(trained, updates), **self._statistics}
         self._statistics = {}
