@@ -347,6 +347,49 @@ def test_a_fused_cnn_trains_through_the_loop():
     np.testing.assert_allclose(fast.history["loss"], slow.history["loss"], rtol=1e-4)
 
 
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_fused_predict_is_the_generic_evaluation_forward(ops, dtype, model_name):
+    """After training (batch norm's running statistics moved away from 0 and 1), the fused
+    step's output in evaluation mode equals the engine's, over a batch larger than the
+    training batches (slices), and changes nothing: the parameters and the gradients of the
+    last compute_grads stay as they were, so the update after it is the generic one."""
+    fast, slow, _ = train_both(model_name, "adam", dtype, ops, steps=3)
+    assert fast.name.startswith("fused")
+    side, channels = SIZE.get(model_name, 8), CHANNELS.get(model_name, 1)
+    X = np.random.default_rng(9).normal(size=(23, channels, side, side)).astype(dtype)
+    y = np.arange(6) % 4
+    for step in (fast, slow):
+        step.compute_grads(X[:6], y, rng=anynet.get_backend("numpy").generator(8))
+    params = {k: v.copy() for k, v in fast.params.items()}
+    grads = {k: v.copy() for k, v in fast.grads.items()}
+    want = slow.predict(X)
+    got = fast.predict(X)
+    tol = TOL[dtype] if dtype == "float64" else dict(rtol=2e-4, atol=2e-5)
+    assert got.shape == want.shape == (23, 4)
+    np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(
+        fast.evaluate(X, np.arange(23) % 4), slow.evaluate(X, np.arange(23) % 4), **tol
+    )
+    for k in params:
+        np.testing.assert_array_equal(fast.params[k], params[k], err_msg=k)
+    for k in grads:
+        np.testing.assert_array_equal(fast.grads[k], grads[k], err_msg=k)
+    fast.apply_grads()
+    slow.apply_grads()
+    for k in slow.params:
+        np.testing.assert_allclose(fast.params[k], slow.params[k], **tol, err_msg=k)
+
+
+def test_fused_predict_with_other_parameters_runs_the_engine():
+    """Parameters that are not the step's own (the best epoch's, kept aside) are scored as
+    given, not with the step's buffers."""
+    fast, slow, _ = train_both("batch-norm", "adam", "float64", NumpyOps(), steps=2)
+    X = np.random.default_rng(3).normal(size=(5, 1, 8, 8))
+    other = {k: v * 0.5 for k, v in fast.params.items()}
+    np.testing.assert_allclose(fast.predict(X, other), slow.predict(X, other), rtol=1e-12)
+    assert not np.allclose(fast.predict(X, other), fast.predict(X))
+
+
 def test_inputs_of_the_wrong_shape_are_refused_naming_the_layer():
     be = anynet.get_backend("numpy")
     model = MODELS["conv-pools"]()

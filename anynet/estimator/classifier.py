@@ -456,7 +456,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         validate = None
         if data.X_val is not None:
             val_loader = self._loader(data.X_val, data.y_val, self._eval_batch, False, 0, be)
-            validate = _validator(step.model, OUTPUTS[self.output][1], val_loader, be)
+            validate = _validator(step, OUTPUTS[self.output][1], val_loader, be)
         callbacks: list[Callback] = []
         stopper = None
         if not incremental:

@@ -196,16 +196,16 @@ def log_probabilities(out: Any, link: str, xp: Any) -> Any:
     return out  # "exp": the network gives log-probabilities itself
 
 
-def validator(model: nn.Sequential, loss: str, loader: Any, be: Any) -> Any:
+def validator(step: nn.Step, loss: str, loader: Any, be: Any) -> Any:
     """``validate(params) -> {'val_accuracy', 'val_loss'}`` over a loader, with one read from
-    the device."""
+    the device; ``step`` computes the outputs (a fused step through its own stages)."""
     loss_fn = nn.step.get_loss(loss)
     xp = be.xp
 
     def validate(params) -> dict[str, float]:
         correct, total = [], []
         for Xb, yb in loader:
-            out = model(params, Xb, xp=xp)
+            out = step.predict(Xb, params)
             value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
             correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
             total.append(value)

@@ -110,6 +110,9 @@ class Conv:
         ops.bias_act(Z, params[e.bias] if e.bias else None, e.activation, e.slope, A)
         return A.reshape(B, self.Ho, self.Wo, self.c_out)
 
+    def infer(self, ops: Ops, X: Array, params: dict) -> Array:
+        return self.forward(ops, X, params, None)  # no dropout, no statistics: the same
+
     def backward(self, ops: Ops, dY: Array, params: dict, grads: dict) -> Array | None:
         e, B = self.epilogue, dY.shape[0]
         rows = B * self.Ho * self.Wo
@@ -169,6 +172,9 @@ class Pool:
             ops.avg_pool(X, self.window, self.step, Y)
         return Y.reshape(B, -1) if self.global_ else Y
 
+    def infer(self, ops: Ops, X: Array, params: dict) -> Array:
+        return self.forward(ops, X, params, None)
+
     def backward(self, ops: Ops, dY: Array, params: dict, grads: dict) -> Array | None:
         B = dY.shape[0]
         if self.dX is None:
@@ -217,6 +223,12 @@ class Flatten:
         u = rng.uniform(Y.shape, str(Y.dtype))
         ops.dropout(Y, u, p, self.D[:B], self.keep[:B])
         return self.D[:B]
+
+    def infer(self, ops: Ops, X: Array, params: dict) -> Array:
+        B, (H, W, C) = X.shape[0], self.shape
+        Y = self.Y[:B]
+        ops.copy(X.transpose(0, 3, 1, 2), Y.reshape(B, C, H, W))
+        return Y  # no dropout
 
     def backward(self, ops: Ops, dY: Array, params: dict, grads: dict) -> Array | None:
         B, (H, W, C) = dY.shape[0], self.shape

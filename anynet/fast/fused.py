@@ -102,6 +102,9 @@ class FusedStep(Step):
         self._grads = self.trained.unflatten(self.grad)
         self._template = template
         self._estimators = [stage for stage in plan.stages if stage.statistics]
+        # The model's layers the stages run: all but the final LogSoftmax of an 'nll' loss,
+        # which the head computes with the loss in training and predict() runs itself.
+        self._covered = len(model.layers) - (loss == "nll")
         self.capacity, self.sample_shape = 0, None
         self.load(params, opt_state)
 
@@ -160,6 +163,33 @@ class FusedStep(Step):
             if l1:
                 value = value + ops.l1_penalty(W, gW, float(l1))
             return xp.asarray(value, dtype=self.dtype)
+
+    def predict(self, X, params=None):
+        """The model's output on ``X`` in evaluation mode, through the stages when ``params``
+        are the step's own (the generic engine's otherwise), in slices of at most the training
+        batch: the stages' buffers serve, and nothing new of the batch's size is allocated
+        but the output. Neither the parameters nor the gradients of the last
+        :meth:`compute_grads` change."""
+        if params is not None and params is not self._params:
+            return super().predict(X, params)
+        ops, xp = self.ops, self.ops.xp
+        with ops.context():
+            B, sample_shape = X.shape[0], tuple(X.shape[1:])
+            if not self.capacity or sample_shape != self.sample_shape:
+                self._allocate(max(self.capacity, min(B, 256)), sample_shape)
+            if X.dtype != self.theta.dtype or not X.flags.c_contiguous:
+                X = xp.ascontiguousarray(X, dtype=self.dtype)
+            out = None
+            for start in range(0, B, self.capacity):
+                h = X[start : start + self.capacity]
+                for stage in self.plan.stages:
+                    h = stage.infer(ops, h, self._params)
+                if out is None:
+                    out = xp.empty((B, *h.shape[1:]), dtype=self.dtype)
+                out[start : start + h.shape[0]] = h
+            if len(self.model.layers) > self._covered:  # the LogSoftmax an 'nll' plan leaves
+                out, _ = self.model.layers[-1].forward({}, out, train=False, input_grad=False)
+            return out
 
     def apply_grads(self) -> None:
         with self.ops.context():

@@ -87,6 +87,21 @@ class BatchNorm:
             out = self.D[:m]
         return out.reshape(B, *self.shape)
 
+    def infer(self, ops: Ops, X: Array, params: dict) -> Array:
+        """Evaluation mode: the running statistics normalize, and neither they nor the last
+        training forward's batch statistics change (no dropout)."""
+        e, n = self.epilogue, self.names
+        B, C = X.shape[0], self.n_features
+        Z = X.reshape(-1, C)
+        m = Z.shape[0]
+        Y = self.Y[:m]
+        A = Y if self.A is self.Y else self.A[:m]
+        ops.batch_norm_inference(
+            Z, params[n["gamma"]], params[n["beta"]], params[n["mean"]], params[n["var"]],
+            self.eps, e.activation, e.slope, Y, A,
+        )  # fmt: skip
+        return A.reshape(B, *self.shape)
+
     def backward(self, ops: Ops, dY: Array, params: dict, grads: dict) -> Array | None:
         e, n, m = self.epilogue, self.names, self.m
         dA = dY.reshape(m, self.n_features)

@@ -73,7 +73,8 @@ def optimizer_hyper(spec: tuple[str, dict[str, Any]]) -> AdamHyper | SGDHyper:
 
 
 class Ops:
-    """The operations of a fused step. Subclasses implement every method.
+    """The operations of a fused step. Subclasses implement every method, except the few
+    written here in terms of the others and ``xp`` (:meth:`batch_norm_inference`).
 
     Attributes
     ----------
@@ -214,6 +215,31 @@ class Ops:
         then ``dgamma``, ``dbeta`` and, unless ``dX`` is None, chainer's closed form
         ``dX = gamma inv_std (dY - (Xhat dgamma + dbeta) / M)``."""
         raise NotImplementedError
+
+    def batch_norm_inference(
+        self,
+        Z: Array,
+        gamma: Array,
+        beta: Array,
+        mean: Array,
+        var: Array,
+        eps: float,
+        act: Activation,
+        slope: float,
+        Y: Array,
+        A: Array,
+    ) -> None:
+        """Twin of :class:`anynet.nn.BatchNorm`'s evaluation forward on ``Z`` ``(M, C)``:
+        ``Y = (Z - mean) / sqrt(var + eps) * gamma + beta`` with the running statistics, and
+        ``A = act(Y)`` (``A`` may be ``Y``).
+
+        Every family has this one: the statistics fold into one scale and one shift per
+        column, so it is a product and :meth:`bias_act`; it runs only when a model is scored,
+        where one pass more than a kernel's costs little."""
+        xp = self.xp
+        scale = gamma / xp.sqrt(var + eps)
+        xp.multiply(Z, scale, out=Y)
+        self.bias_act(Y, beta - mean * scale, act, slope, A)
 
     def running_average(
         self, old: Array, batch: Array, momentum: float, scale: float, out: Array

@@ -10,6 +10,8 @@ Each stage owns its batch buffers and runs forward and backward through an
   ``shape``; returns the output's sample shape;
 - ``forward(ops, X, params, rng)`` and ``backward(ops, dY, params, grads)``, the latter
   returning the input's gradient (``None`` without ``input_grad``);
+- ``infer(ops, X, params)``: the forward of evaluation mode (no dropout, batch norm's running
+  statistics), into the same buffers, for scoring between steps;
 - ``statistics``: the names of parameters it estimates rather than trains, written by
   ``commit(ops, params)`` after the optimizer's update; ``needs_rng``: whether it draws;
 - ``uses``: the operations it needs beyond a dense stage's, which a family may not have yet
@@ -89,6 +91,14 @@ class Linear:
         u = rng.uniform(A.shape, str(A.dtype))
         ops.dropout(A, u, e.dropout, self.D[:B], self.keep[:B])
         return self.D[:B]
+
+    def infer(self, ops: Ops, X: Array, params: dict) -> Array:
+        e, B = self.epilogue, X.shape[0]
+        Z = self.Z[:B]
+        A = Z if self.A is self.Z else self.A[:B]
+        ops.matmul(X, params[self.weight], Z)
+        ops.bias_act(Z, params[e.bias] if e.bias else None, e.activation, e.slope, A)
+        return A
 
     def backward(self, ops: Ops, dY: Array, params: dict, grads: dict) -> Array | None:
         """``dY`` (the gradient at the output, overwritten) to the parameters' gradients and,

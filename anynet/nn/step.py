@@ -189,6 +189,21 @@ class Step:
         """One optimizer update with the gradients of the last :meth:`compute_grads`."""
         raise NotImplementedError
 
+    def predict(self, X: Array, params: Mapping[str, Array] | None = None) -> Array:
+        """The model's output on ``X`` in evaluation mode (no dropout; batch norm's running
+        statistics), with ``params`` or, by default, the step's own parameters.
+
+        A fused step computes it through its own stages when given its own parameters; any
+        step may be asked about other parameters (the best epoch's, say) and then runs the
+        generic engine."""
+        xp = array_namespace(X)
+        params = self.params if params is None else params
+        dtype = next(iter(params.values())).dtype
+        if X.dtype != dtype:
+            X = xp.astype(X, dtype)
+        pred, _ = self.model.forward(params, X, train=False, xp=xp, input_grad=False)
+        return pred
+
     def evaluate(self, X: Array, y: Array) -> Array | None:
         """The loss of the current parameters on one batch (a 0-d device array, the mean over
         the batch), without training: no dropout, no penalties, no update; ``None`` for a step
@@ -198,13 +213,7 @@ class Step:
         returns is that of the parameters *before* its update."""
         if self.loss is None:
             return None
-        xp = array_namespace(X)
-        params = self.params
-        dtype = next(iter(params.values())).dtype
-        if X.dtype != dtype:
-            X = xp.astype(X, dtype)
-        pred, _ = self.model.forward(params, X, train=False, xp=xp, input_grad=False)
-        value, _ = get_loss(self.loss)(pred, y, reduction="mean", xp=xp)
+        value, _ = get_loss(self.loss)(self.predict(X), y, reduction="mean", xp=array_namespace(X))
         return value
 
     def __call__(
