@@ -1,5 +1,6 @@
-"""Learning-rate schedules: the formula, the generic and fused steps following it alike, and the
-estimator's ``learning_rate='cosine'`` continuing exactly across a resume."""
+"""Learning-rate schedules: the formulas (scikit-learn's own optimizer as the oracle for
+``'invscaling'`` and ``'adaptive'``), the generic and fused steps following them alike, and the
+estimator's schedules continuing exactly across a resume."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
 import anynet
 from anynet import nn
 from anynet.errors import ArgumentError
 from anynet.estimator import NNClassifier
-from anynet.training import Callback, select_step
+from anynet.training import Callback, EarlyStopping, select_step
+from anynet.training.callbacks import saved_state_problem
 
 rng = np.random.default_rng(3)
 
@@ -63,18 +67,29 @@ def test_bad_schedules_are_refused(kwargs, match):
     ],
     ids=["mlp", "cnn"],
 )
-def test_the_fused_step_follows_a_schedule_as_the_generic_one_does(make, model):
+@pytest.mark.parametrize(
+    "make_schedule",
+    [
+        lambda: nn.schedules.cosine_decay(0.05, 6),
+        lambda: nn.schedules.held(nn.schedules.inverse_scaling(0.05, 0.5, scale=16.0), every=2),
+        lambda: nn.schedules.reducible(0.05),
+    ],
+    ids=["cosine", "invscaling", "adaptive"],
+)
+def test_the_fused_step_follows_a_schedule_as_the_generic_one_does(make, model, make_schedule):
     be = anynet.get_backend("numpy")
     params = model.init_params(rng=be.host_generator(0), backend=be, dtype="float64")
-    schedule = nn.schedules.cosine_decay(0.05, 6)
+    schedule = make_schedule()
     fused = select_step(model, make(schedule), params, backend=be)
     generic = select_step(model, make(schedule), params, backend=be, fast=False)
     assert fused.name.startswith("fused") and generic.name == "generic"
     shape = (16, 6) if model.layers[0].__class__ is nn.Dense else (16, 1, 4, 4)
-    for _ in range(8):  # past the schedule's end: the rate stays 0 there
+    for _ in range(8):  # the cosine past its end too: its rate stays 0 there
         X, y = rng.normal(size=shape), rng.integers(0, 3, 16)
         fused(be.asarray(X, dtype="float64"), be.asarray(y))
         generic(be.asarray(X, dtype="float64"), be.asarray(y))
+        if isinstance(schedule, nn.schedules.ReducibleSchedule):
+            schedule.reduce()  # both steps follow a division as it happens
     for name, value in generic.params.items():
         np.testing.assert_allclose(fused.params[name], value, rtol=1e-9, atol=1e-12, err_msg=name)
     # and the schedule mattered: a constant rate ends elsewhere
@@ -124,3 +139,118 @@ def test_a_cosine_run_decays_to_zero_and_resumes_exactly(tmp_path):
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ArgumentError, match=r"learning_rate must be one of .*'cosine'"):
         NNClassifier(learning_rate="invscaling").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+# --- scikit-learn's learning_rate='invscaling' and 'adaptive' ------------------------------------
+
+
+@pytest.mark.parametrize("power_t", [0.5, 0.25, 1.0])
+def test_held_inverse_scaling_updates_as_scikit_learns_invscaling(power_t):
+    # 50 samples in batches of 16: 4 steps an epoch, the last of 2 samples
+    n, per_epoch = 50, 4
+    theirs = [np.zeros(7), np.zeros(3)]
+    oracle = SGDOptimizer(theirs, 0.1, "invscaling", momentum=0.0, power_t=power_t)
+    decay = nn.schedules.inverse_scaling(0.1, power_t, scale=n)
+    optimizer = nn.sgd(nn.schedules.held(decay, every=per_epoch))
+    ours = {"W": np.zeros(7), "b": np.zeros(3)}
+    opt_state = optimizer.init(ours)
+    schedule = optimizer.spec[1]["learning_rate"]
+    t = 0
+    for _epoch in range(6):
+        for _ in range(per_epoch):
+            grads = [rng.normal(size=7), rng.normal(size=3)]
+            assert schedule(opt_state[-1].count) == oracle.learning_rate  # the same float
+            oracle.update_params(theirs, grads)
+            updates, opt_state = optimizer.update(
+                dict(zip(ours, grads, strict=True)), opt_state, ours
+            )
+            ours = nn.apply_updates(ours, updates)
+        t += n
+        oracle.iteration_ends(t)  # scikit-learn's rate changes between epochs only
+        np.testing.assert_array_equal(ours["W"], theirs[0])
+        np.testing.assert_array_equal(ours["b"], theirs[1])
+    assert oracle.learning_rate == 0.1 / (6 * n + 1) ** power_t  # it did decay
+
+
+def _sklearn_adaptive(losses, tol, patience, init=0.1):
+    """scikit-learn's own rule over a loss curve: the rate of each epoch after the first, and
+    the epoch it stops at (None: it runs on). Its code decides: MLPClassifier's count of epochs
+    without improvement and SGDOptimizer's division, in its loop's order."""
+    mlp = MLPClassifier(tol=tol)
+    mlp.loss_curve_, mlp.best_loss_, mlp._no_improvement_count = [], np.inf, 0
+    opt = SGDOptimizer([np.zeros(1)], init, "adaptive")
+    rates = []
+    for epoch, loss in enumerate(losses):
+        mlp.loss_curve_.append(loss)
+        mlp._update_no_improvement_count(False, None, None, None)
+        opt.iteration_ends(epoch)
+        if mlp._no_improvement_count > patience:
+            if opt.trigger_stopping("", False):
+                return rates, epoch + 1
+            mlp._no_improvement_count = 0
+        rates.append(opt.learning_rate)
+    return rates, None
+
+
+def test_early_stopping_reducing_a_rate_is_scikit_learns_adaptive():
+    # a loss that improves, stalls, improves a little (less than tol) and then stalls for good
+    losses = [1.0, 0.8, 0.8, 0.79999, 0.5, 0.5, 0.5, *([0.4] * 40)]
+    tol, patience = 1e-4, 2
+    expected_rates, expected_stop = _sklearn_adaptive(losses, tol, patience)
+    schedule = nn.schedules.reducible(0.1)
+    rule = EarlyStopping("loss", tol=tol, patience=patience, reduce=schedule)
+
+    class State:
+        def __init__(self):
+            self.history, self.step, self.stop = {"loss": []}, 0, False
+
+    state, rates = State(), []
+    for loss in losses:
+        state.history["loss"].append(loss)
+        state.step += 3
+        rule.on_epoch_end(state)
+        if state.stop:
+            break
+        rates.append(schedule(state.step))
+    assert expected_stop is not None and len(state.history["loss"]) == expected_stop
+    assert rates == expected_rates  # every division, to the bit
+    # from 0.1 divided by 5 until 2.56e-7, at most 1e-6: stopped at the next plateau
+    assert sorted(set(rates), reverse=True) == pytest.approx([0.1 / 5**k for k in range(9)])
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: nn.schedules.inverse_scaling(0.1, -1.0), "power must be a number >= 0.0"),
+        (lambda: nn.schedules.inverse_scaling(0.1, 0.5, offset=0.0), "offset must be a number > 0"),
+        (lambda: nn.schedules.held(nn.schedules.constant(0.1), 0), "every must be an integer >= 1"),
+        (lambda: nn.schedules.held(0.1, 2), "schedule must be a function of the step count"),
+        (lambda: nn.schedules.reducible(0.1, divisor=1.0), r"divisor must be a number > 1.0"),
+    ],
+)
+def test_bad_schedule_pieces_are_refused_by_name(make, match):
+    with pytest.raises(ArgumentError, match=match):
+        make()
+
+
+def test_a_checkpoint_with_a_bad_count_of_divisions_is_refused():
+    params = {"W": np.zeros((2, 2), dtype=np.float32)}
+    history = {"loss": [1.0, 0.9, 0.9]}
+    good = {"monitor": "loss", "best": 0.9, "no_improvement": 1, "best_params": None}
+    assert saved_state_problem({**good, "reductions": 1}, params, history) is None
+    for bad in (-1, 4, 1.0, True, "1"):
+        why = saved_state_problem({**good, "reductions": bad}, params, history)
+        assert why is not None and "divided the learning rate" in why, bad
+    # a run that divides its rate cannot resume a rule's state without the count, nor the reverse
+    rule = EarlyStopping("loss", reduce=nn.schedules.reducible(0.1))
+
+    class State:
+        def __init__(self):
+            self.params, self.history = params, history
+
+    with pytest.raises(anynet.errors.ModelFileError, match="counts no divisions"):
+        rule.load_state_dict(good, State())
+    with pytest.raises(anynet.errors.ModelFileError, match="counts divisions"):
+        EarlyStopping("loss").load_state_dict({**good, "reductions": 0}, State())
+    rule.load_state_dict({**good, "reductions": 2}, State())
+    assert rule.reduce.reductions == 2 and rule.reduce(0) == 0.1 / 5 / 5

@@ -72,6 +72,13 @@ class EarlyStopping(Callback):
     ``monitor='loss'`` (lower is better) or a score such as ``'val_accuracy'`` (higher is
     better). With ``restore_best``, the best epoch's parameters are kept in
     :attr:`best_params` (a copy), for the caller to put back at the end.
+
+    With ``reduce``, the optimizer's :class:`~anynet.nn.schedules.ReducibleSchedule`, a plateau
+    divides the learning rate instead of stopping, and the count starts over; a plateau stops
+    the run only once the rate is ``min_rate`` or less. That is scikit-learn's
+    ``learning_rate='adaptive'`` (a fifth of the rate each time, down to 1e-6), and the
+    number of divisions is saved with the rule's state, so a resumed run trains at the rate
+    the uninterrupted one would.
     """
 
     name = "early_stopping"
@@ -83,6 +90,8 @@ class EarlyStopping(Callback):
         tol: float = 1e-4,
         patience: int = 10,
         restore_best: bool = False,
+        reduce: Any = None,
+        min_rate: float = 1e-6,
     ):
         self.monitor = monitor
         self.tol = float(tol)
@@ -92,6 +101,8 @@ class EarlyStopping(Callback):
         self.best = -math.inf if self.higher_is_better else math.inf
         self.best_params: dict[str, Array] | None = None
         self.no_improvement = 0
+        self.reduce = reduce
+        self.min_rate = float(min_rate)
 
     def _update(self, value: float) -> bool:
         """Count one epoch's value; whether it is the best so far."""
@@ -111,15 +122,23 @@ class EarlyStopping(Callback):
             xp = array_namespace(*state.params.values())
             self.best_params = {k: xp.asarray(v, copy=True) for k, v in state.params.items()}
         if self.no_improvement > self.patience:
-            state.stop = True
+            # The rate the next step would take (scikit-learn's check, before it divides).
+            if self.reduce is not None and self.reduce(state.step) > self.min_rate:
+                self.reduce.reduce()
+                self.no_improvement = 0
+            else:
+                state.stop = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        saved = {
             "monitor": self.monitor,
             "best": self.best,
             "no_improvement": self.no_improvement,
             "best_params": self.best_params,
         }
+        if self.reduce is not None:
+            saved["reductions"] = self.reduce.reductions
+        return saved
 
     def load_state_dict(self, saved: dict[str, Any] | None, state: Any) -> None:
         """Continue from a checkpoint's state, checked first (see :func:`saved_state_problem`):
@@ -131,9 +150,16 @@ class EarlyStopping(Callback):
         ModelFileError
             The state is malformed, out of range, or of another rule.
         """
-        if saved is None:  # an older checkpoint: the counters follow from the history
+        if saved is None and self.reduce is None:
+            # an older checkpoint: the counters follow from the history
             self.replay(state.history)
             return
+        if saved is None:
+            raise ModelFileError(
+                "the checkpoint holds no early-stopping state, so how often its run divided "
+                "the learning rate is unknown; start afresh without resuming, or resume "
+                "another checkpoint folder"
+            )
         host = {k: to_numpy(v) for k, v in state.params.items()}
         why = saved_state_problem(saved, host, state.history)
         if why is None and saved["monitor"] != self.monitor:
@@ -141,6 +167,12 @@ class EarlyStopping(Callback):
             why = f"monitors {saved['monitor']!r}; this run's early stopping monitors {mine!r}"
         if why is None and saved["best_params"] is not None and not self.restore_best:
             why = "holds best parameters, which this run's early stopping does not keep"
+        if why is None and ("reductions" in saved) != (self.reduce is not None):
+            why = (
+                "counts divisions of the learning rate, which this run's does not make"
+                if self.reduce is None
+                else "counts no divisions of the learning rate, which this run's makes"
+            )
         if why is not None:
             raise ModelFileError(
                 f"the checkpoint's early-stopping state {why}; start afresh without resuming, "
@@ -149,6 +181,8 @@ class EarlyStopping(Callback):
         self.best = float(saved["best"])
         self.no_improvement = saved["no_improvement"]
         self.best_params = saved["best_params"]
+        if self.reduce is not None:
+            self.reduce.reductions = saved["reductions"]
 
     def replay(self, history: Mapping[str, list[float]]) -> bool:
         """Run the rule over the epochs of a resumed run's ``history``; whether it would have
@@ -161,6 +195,8 @@ class EarlyStopping(Callback):
 
 
 _STATE_KEYS = {"monitor", "best", "no_improvement", "best_params"}
+#: ... and with a learning rate that a plateau divides, how often it did.
+_REDUCING_KEYS = _STATE_KEYS | {"reductions"}
 
 
 def saved_state_problem(
@@ -173,11 +209,15 @@ def saved_state_problem(
     value of that metric in the history (or in all but its last epoch: a checkpointer called
     before the rule), or the rule's starting infinity before any epoch; a count of epochs
     without improvement no larger than the epochs in the history; and None or exactly the
-    parameters' names, shapes and dtypes, all finite.
+    parameters' names, shapes and dtypes, all finite. A rule that divides the learning rate
+    adds ``'reductions'``: how often it did, at most once an epoch.
     """
-    if not isinstance(saved, dict) or set(saved) != _STATE_KEYS:
+    if not isinstance(saved, dict) or set(saved) not in (_STATE_KEYS, _REDUCING_KEYS):
         keys = sorted(saved) if isinstance(saved, dict) else saved
-        return f"holds {_short(keys)}; expected the entries {sorted(_STATE_KEYS)}"
+        return (
+            f"holds {_short(keys)}; expected the entries {sorted(_STATE_KEYS)} (and "
+            "'reductions', with a learning rate it divides)"
+        )
     monitor, best, count = saved["monitor"], saved["best"], saved["no_improvement"]
     if not isinstance(monitor, str) or not isinstance(history.get(monitor, []), list):
         return f"monitors {_short(monitor)}, which is not a metric of the checkpoint's history"
@@ -198,9 +238,20 @@ def saved_state_problem(
             f"counts {_short(count)} epochs without improvement; expected an integer from 0 to "
             f"{len(values)}, the epochs in its history"
         )
+    reductions = saved.get("reductions", 0)
+    if not _is_count(reductions, len(values)):
+        return (
+            f"divided the learning rate {_short(reductions)} times; expected an integer from 0 "
+            f"to {len(values)}, the epochs in its history"
+        )
     if saved["best_params"] is not None:
         return _params_problem(saved["best_params"], params)
     return None
+
+
+def _is_count(value: Any, most: int) -> bool:
+    """An int (not a bool) from 0 to ``most``."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= most
 
 
 def _params_problem(arrays: Any, params: Mapping[str, np.ndarray]) -> str | None:
