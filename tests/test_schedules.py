@@ -137,8 +137,10 @@ def test_a_cosine_run_decays_to_zero_and_resumes_exactly(tmp_path):
 
 
 def test_an_unknown_schedule_is_refused():
-    with pytest.raises(ArgumentError, match=r"learning_rate must be one of .*'cosine'"):
-        NNClassifier(learning_rate="invscaling").fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    with pytest.raises(
+        ArgumentError, match=r"learning_rate must be one of 'constant', 'invscaling', 'adaptive'"
+    ):
+        NNClassifier(learning_rate="exponential").fit(np.zeros((4, 2)), [0, 1, 0, 1])
 
 
 # --- scikit-learn's learning_rate='invscaling' and 'adaptive' ------------------------------------
@@ -254,3 +256,158 @@ def test_a_checkpoint_with_a_bad_count_of_divisions_is_refused():
         EarlyStopping("loss").load_state_dict({**good, "reductions": 0}, State())
     rule.load_state_dict({**good, "reductions": 2}, State())
     assert rule.reduce.reductions == 2 and rule.reduce(0) == 0.1 / 5 / 5
+
+
+def test_the_estimator_builds_scikit_learns_schedules_for_sgd():
+    # 50 samples in batches of 16: 4 steps an epoch
+    clf = NNClassifier(solver="sgd", learning_rate_init=0.1, power_t=0.25)
+    oracle = SGDOptimizer([np.zeros(1)], 0.1, "invscaling", power_t=0.25)
+    schedule = clf.set_params(learning_rate="invscaling")._optimizer(4, 50).spec[1]["learning_rate"]
+    for epoch in range(5):
+        assert [schedule(4 * epoch + i) for i in range(4)] == [oracle.learning_rate] * 4
+        oracle.iteration_ends(50 * (epoch + 1))
+    adaptive = clf.set_params(learning_rate="adaptive")._optimizer(4, 50).spec[1]["learning_rate"]
+    assert isinstance(adaptive, nn.schedules.ReducibleSchedule) and adaptive(99) == 0.1
+
+
+def test_an_adaptive_fit_stops_where_scikit_learn_would_and_resumes_exactly(tmp_path):
+    X = np.random.default_rng(3).normal(size=(90, 5))
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    settings = {
+        "hidden_layer_sizes": (6,),
+        "solver": "sgd",
+        "learning_rate": "adaptive",
+        "learning_rate_init": 0.2,
+        "tol": 0.05,  # most epochs miss it: the rate is divided every few epochs
+        "n_iter_no_change": 1,
+        "max_iter": 60,
+        "batch_size": 30,
+        "random_state": 0,
+        "checkpoint_steps": 4,
+    }
+
+    class Rates(Callback):  # the rate of the next epoch, after the rule's decision
+        def __init__(self):
+            self.rates = []
+
+        def on_epoch_end(self, state):
+            rule = next(cb for cb in state.callbacks if isinstance(cb, EarlyStopping))
+            self.rates.append(rule.reduce(state.step))
+
+    seen = Rates()
+    whole = NNClassifier(**settings).fit(X, y, callbacks=[seen])
+    expected_rates, expected_stop = _sklearn_adaptive(whole.loss_curve_, 0.05, 1, init=0.2)
+    assert whole.n_iter_ == expected_stop < 60  # stopped by the rate, not max_iter
+    assert seen.rates[:-1] == expected_rates  # the last epoch stopped instead
+
+    class Stop(Exception):
+        pass
+
+    class StopAt(Callback):  # mid-epoch, after a few divisions
+        def on_step_end(self, state):
+            if state.step == 3 * 12 + 2:
+                rule = next(cb for cb in state.callbacks if isinstance(cb, EarlyStopping))
+                self.reductions = rule.reduce.reductions
+                raise Stop
+
+    stop = StopAt()
+    with pytest.raises(Stop):
+        NNClassifier(**settings, checkpoint_dir=tmp_path).fit(X, y, callbacks=[stop])
+    assert stop.reductions >= 2  # the checkpoint holds a divided rate
+    resumed = NNClassifier(**settings, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    assert resumed.n_iter_ == whole.n_iter_ and resumed.loss_curve_ == whole.loss_curve_
+    for name, value in whole.params_.items():
+        np.testing.assert_array_equal(resumed.params_[name], value, err_msg=name)
+
+
+def test_an_invscaling_fit_resumes_exactly_and_partial_fit_continues_from_t(tmp_path):
+    X = rng.normal(size=(70, 4))
+    y = (X[:, 1] > 0).astype(int)
+    settings = {
+        "hidden_layer_sizes": (5,),
+        "solver": "sgd",
+        "learning_rate": "invscaling",
+        "learning_rate_init": 0.3,
+        "power_t": 0.3,
+        "max_iter": 5,
+        "batch_size": 20,
+        "random_state": 1,
+        "checkpoint_steps": 3,
+    }
+    whole = NNClassifier(**settings).fit(X, y)
+
+    class Stop(Exception):
+        pass
+
+    class StopAt(Callback):
+        def on_step_end(self, state):
+            if state.step == 10:
+                raise Stop
+
+    with pytest.raises(Stop):
+        NNClassifier(**settings, checkpoint_dir=tmp_path).fit(X, y, callbacks=[StopAt()])
+    resumed = NNClassifier(**settings, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    for name, value in whole.params_.items():
+        np.testing.assert_array_equal(resumed.params_[name], value, err_msg=name)
+    with pytest.raises(anynet.errors.CheckpointMismatchError, match="power_t"):
+        NNClassifier(**{**settings, "power_t": 0.5}, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    # partial_fit: each call one epoch at learning_rate_init / (t_ + 1) ** power_t
+    clf = NNClassifier(**{**settings, "checkpoint_steps": None})
+    rates = []
+    for _ in range(3):
+        rates.append(clf._optimizer(incremental=True).spec[1]["learning_rate"] if _ else 0.3)
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert clf.t_ == 3 * 70
+    assert rates == [0.3, 0.3 / 71**0.3, 0.3 / 141**0.3]
+
+
+def test_adaptive_divisions_carry_over_partial_fit_calls():
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = NNClassifier(
+        hidden_layer_sizes=(4,),
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.1,
+        tol=10.0,  # no call improves enough: a division every n_iter_no_change + 1 calls
+        n_iter_no_change=1,
+        random_state=0,
+    )
+    rates = []
+    for _ in range(7):
+        clf.partial_fit(X, y, classes=[0, 1])
+        schedule = nn.schedules.reducible(0.1)
+        schedule.reductions = clf._plateau[2]
+        rates.append(schedule(0))
+    expected, stop = _sklearn_adaptive(clf.loss_curve_, 10.0, 1)
+    assert stop is None and rates == expected
+    assert rates[-1] == 0.1 / 5 / 5 / 5
+
+
+def test_sgd_schedules_leave_adam_at_its_constant_rate_with_a_warning():
+    X = rng.normal(size=(30, 3))
+    y = (X[:, 0] > 0).astype(int)
+    settings = {"hidden_layer_sizes": (4,), "max_iter": 3, "random_state": 0}
+    constant = NNClassifier(**settings).fit(X, y)
+    for schedule in ("invscaling", "adaptive"):
+        with pytest.warns(
+            UserWarning,
+            match=rf"learning_rate='{schedule}' applies to "
+            r"solver='sgd' only.*solver='adam' trains at the constant",
+        ):
+            adam = NNClassifier(**settings, learning_rate=schedule).fit(X, y)
+        for name, value in constant.params_.items():
+            np.testing.assert_array_equal(adam.params_[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"power_t": -0.5}, r"power_t must be a number >= 0.0; got -0.5"),
+        ({"power_t": "half"}, r"power_t must be a number >= 0.0; got 'half'"),
+        ({"learning_rate": "Adaptive"}, r"learning_rate must be one of .*got 'Adaptive'"),
+    ],
+)
+def test_bad_schedule_parameters_are_refused_by_name(params, match):
+    with pytest.raises(ArgumentError, match=match):
+        NNClassifier(solver="sgd", **params).fit(np.zeros((4, 2)), [0, 1, 0, 1])

@@ -89,11 +89,21 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         ``'auto'`` is ``min(200, n_samples)``.
     learning_rate_init : float
         The learning rate (the first, with a schedule).
-    learning_rate : {'constant', 'cosine'}
-        ``'cosine'`` decays the rate from ``learning_rate_init`` to 0 along half a cosine over
-        ``max_iter`` epochs of steps (for any solver; scikit-learn's ``'invscaling'`` and
-        ``'adaptive'`` are not offered yet). The rate follows the optimizer's step count, so a
-        resumed run continues the schedule exactly.
+    learning_rate : {'constant', 'invscaling', 'adaptive', 'cosine'}
+        scikit-learn's schedules, for ``solver='sgd'`` only as there (Adam and AdamW keep
+        ``learning_rate_init``, with a warning): ``'invscaling'`` trains each epoch at
+        ``learning_rate_init / (t + 1) ** power_t``, ``t`` the samples seen before it;
+        ``'adaptive'`` divides the rate by 5 whenever ``n_iter_no_change`` epochs in a row
+        miss ``tol`` (as early stopping counts them), and stops only once the rate is 1e-6 or
+        less. ``'cosine'``, anynet's, decays the rate from ``learning_rate_init`` to 0 along
+        half a cosine over ``max_iter`` epochs of steps, for any solver. Rates follow the
+        optimizer's step count (and the adaptive divisions are checkpointed), so a resumed
+        run continues its schedule exactly. A ``warm_start`` fit starts its schedule afresh;
+        ``partial_fit`` continues it (``'invscaling'`` from ``t_``). With momentum, anynet's
+        SGD is PyTorch's: the rate scales the whole momentum sum, so a new rate applies to it
+        at once, where scikit-learn's velocity keeps the steps taken at the old one.
+    power_t : float, default 0.5
+        The exponent of ``'invscaling'``.
     max_iter : int
         Epochs at most.
     shuffle : bool
@@ -191,7 +201,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
     _RUN_KEYS = (
         "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
         "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output", "early_stopping",
-        "validation_fraction", "tol", "n_iter_no_change", "augment", "learning_rate",
+        "validation_fraction", "tol", "n_iter_no_change", "augment", "learning_rate", "power_t",
     )  # fmt: skip
 
     def __init__(
@@ -233,6 +243,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         image_shape=None,
         augment=None,
         learning_rate="constant",
+        power_t=0.5,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -270,6 +281,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         self.image_shape = image_shape
         self.augment = augment
         self.learning_rate = learning_rate
+        self.power_t = power_t
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -290,17 +302,27 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             image_shape=getattr(self, "image_shape_", None),
         )
 
-    def _optimizer(self, steps_per_epoch: int = 1) -> Any:
+    def _optimizer(
+        self, steps_per_epoch: int = 1, samples_per_epoch: int = 1, incremental: bool = False
+    ) -> Any:
+        rate, schedule = float(self.learning_rate_init), self.learning_rate
+        if incremental and schedule == "invscaling" and self.solver == "sgd":
+            # partial_fit: one epoch at the rate of the samples seen so far, as scikit-learn's
+            # (the step count goes on across calls, and their sizes differ)
+            rate, schedule = rate / (self.t_ + 1) ** float(self.power_t), "constant"
         return build_optimizer(
             self.solver,
-            float(self.learning_rate_init),
+            rate,
             momentum=float(self.momentum),
             nesterov=bool(self.nesterovs_momentum),
             beta_1=float(self.beta_1),
             beta_2=float(self.beta_2),
             epsilon=float(self.epsilon),
-            schedule=self.learning_rate,
+            schedule=schedule,
             total_steps=int(self.max_iter) * steps_per_epoch,
+            steps_per_epoch=steps_per_epoch,
+            samples_per_epoch=samples_per_epoch,
+            power_t=float(self.power_t),
         )
 
     # --- fitting ----------------------------------------------------------------------------
@@ -343,8 +365,10 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         seed = self._run_seed(checkpoint if resume else None)
         data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
         run = self._run_record(data.X, data.y, seed)
-        step, state = self._prepare_step(data, be, warm, incremental, seed, run, resume)
-        state, stopper = self._run(step, state, data, be, incremental, seed, run, callbacks or ())
+        step, state, rate = self._prepare_step(data, be, warm, incremental, seed, run, resume)
+        state, stopper = self._run(
+            step, state, data, be, incremental, seed, run, callbacks or (), rate
+        )
         self._record(state, stopper, data, incremental)
         return self
 
@@ -397,8 +421,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
 
     def _prepare_step(self, data: _Data, be, warm, incremental, seed, run, resume):
         """Phase 2: the network, where its parameters and optimizer state start (fresh, the
-        current ones, or a checkpoint's), as a training step on the device; and where the
-        run starts."""
+        current ones, or a checkpoint's), as a training step on the device; where the run
+        starts; and the optimizer's learning rate (a number or a schedule)."""
         model, loss, _ = self._network()
         if not warm or resume:  # a resumed fit's attributes are its checkpoint's run's
             scaling = SCALINGS[self.standardize]
@@ -435,11 +459,11 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
                 )
             params, opt_state = ckpt.params, ckpt.opt_state
         per_epoch = math.ceil(len(data.X) / self._batch_size(len(data.X)))
-        optimizer = self._optimizer(per_epoch)
+        optimizer = self._optimizer(per_epoch, len(data.X), incremental)
         step = select_step(model, optimizer, params, opt_state, backend=be, loss=loss)
-        return step, state
+        return step, state, optimizer.spec[1]["learning_rate"]
 
-    def _run(self, step, state, data: _Data, be, incremental, seed, run, extra):
+    def _run(self, step, state, data: _Data, be, incremental, seed, run, extra, rate=None):
         """Phase 3: the training loop, with early stopping, checkpoints and progress."""
         batch_size = self._batch_size(len(data.X))
         if self.batch_size != "auto" and int(self.batch_size) > len(data.X):
@@ -459,13 +483,24 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             validate = _validator(step, OUTPUTS[self.output][1], val_loader, be)
         callbacks: list[Callback] = []
         stopper = None
+        reduce = rate if isinstance(rate, nn.schedules.ReducibleSchedule) else None
         if not incremental:
             stopper = EarlyStopping(
                 "val_accuracy" if self.early_stopping else "loss",
                 tol=float(self.tol),
                 patience=int(self.n_iter_no_change),
                 restore_best=bool(self.early_stopping),
+                reduce=reduce,
             )
+            callbacks.append(stopper)
+        elif reduce is not None:
+            # partial_fit with learning_rate='adaptive': as in scikit-learn, the epochs without
+            # improvement and the divisions of the rate carry over from call to call
+            stopper = EarlyStopping(
+                "loss", tol=float(self.tol), patience=int(self.n_iter_no_change), reduce=reduce
+            )
+            plateau = getattr(self, "_plateau", (math.inf, 0, 0))
+            stopper.best, stopper.no_improvement, reduce.reductions = plateau
             callbacks.append(stopper)
         if self.checkpoint_dir is not None:
             checkpointer = Checkpointer(
@@ -501,6 +536,13 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         self.params_ = {k: np.array(to_numpy(v)) for k, v in (best or state.params).items()}
         self._opt_state, self._opt_backend = state.opt_state, state._backend.spec
         self.step_name_ = state.path
+        if stopper is not None and stopper.reduce is not None:  # learning_rate='adaptive'
+            # what partial_fit continues from: scikit-learn's optimizer keeps its rate
+            waited = stopper.no_improvement if stopper.monitor == "loss" else 0
+            best = stopper.best if stopper.monitor == "loss" else math.inf
+            self._plateau = (best, waited, stopper.reduce.reductions)
+        else:
+            vars(self).pop("_plateau", None)
         # This call's epochs (a partial_fit runs one; a resumed fit, the whole run's).
         for k, v in state.history.items():
             self.history_.setdefault(k, []).extend(v)

@@ -56,6 +56,7 @@ MODEL_PARAMS = frozenset(
         "nesterovs_momentum",
         "network",
         "output",
+        "power_t",
         "shuffle",
         "solver",
         "standardize",

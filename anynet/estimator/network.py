@@ -17,6 +17,7 @@ __all__ = [
     "OUTPUTS",
     "SCALINGS",
     "SCHEDULES",
+    "SGD_SCHEDULES",
     "SOLVERS",
     "build_network",
     "build_optimizer",
@@ -155,9 +156,12 @@ def dense_layers(model: nn.Sequential) -> list[dict[str, str]]:
     ]
 
 
-#: ``learning_rate=`` names: scikit-learn's ``'constant'``, and ``'cosine'``, anynet's: half a
-#: cosine from ``learning_rate_init`` down to 0 over the run's ``max_iter`` epochs.
-SCHEDULES = ("constant", "cosine")
+#: ``learning_rate=`` names: scikit-learn's ``'constant'``, ``'invscaling'`` and ``'adaptive'``,
+#: and ``'cosine'``, anynet's: half a cosine from ``learning_rate_init`` down to 0 over the run's
+#: ``max_iter`` epochs.
+SCHEDULES = ("constant", "invscaling", "adaptive", "cosine")
+#: The schedules scikit-learn applies with ``solver='sgd'`` only: Adam keeps a constant rate.
+SGD_SCHEDULES = ("invscaling", "adaptive")
 
 
 def build_optimizer(
@@ -171,11 +175,24 @@ def build_optimizer(
     epsilon: float,
     schedule: str = "constant",
     total_steps: int = 1,
+    steps_per_epoch: int = 1,
+    samples_per_epoch: int = 1,
+    power_t: float = 0.5,
 ) -> Any:
     """The optimizer ``solver`` names, with scikit-learn's hyper-parameters; its rate follows
-    ``schedule`` (:data:`SCHEDULES`) over ``total_steps`` steps."""
+    ``schedule`` (:data:`SCHEDULES`): ``'cosine'`` over ``total_steps`` steps; with
+    ``solver='sgd'``, ``'invscaling'`` as ``learning_rate / (t + 1) ** power_t`` for ``t`` the
+    samples seen before the epoch (``samples_per_epoch`` in each of its ``steps_per_epoch``
+    steps), and ``'adaptive'`` as a :func:`~anynet.nn.schedules.reducible` constant, for
+    :class:`~anynet.training.EarlyStopping` to divide. scikit-learn applies these two to SGD
+    alone, and so does anynet: Adam and AdamW keep ``learning_rate``."""
     if schedule == "cosine":
         learning_rate = nn.schedules.cosine_decay(learning_rate, total_steps)
+    elif schedule == "invscaling" and solver == "sgd":
+        decay = nn.schedules.inverse_scaling(learning_rate, power_t, scale=samples_per_epoch)
+        learning_rate = nn.schedules.held(decay, every=steps_per_epoch)
+    elif schedule == "adaptive" and solver == "sgd":
+        learning_rate = nn.schedules.reducible(learning_rate)
     if solver == "sgd":
         return nn.sgd(learning_rate, momentum=momentum, nesterov=nesterov and momentum > 0)
     make = nn.adam if solver == "adam" else nn.adamw

@@ -3,6 +3,7 @@ the parameter, what it must be and what came."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from anynet.estimator.network import (
     OUTPUTS,
     SCALINGS,
     SCHEDULES,
+    SGD_SCHEDULES,
     SOLVERS,
 )
 
@@ -38,11 +40,20 @@ def check_params(est: Any) -> None:
     check_choice("solver", est.solver, SOLVERS, lbfgs if est.solver == "lbfgs" else "")
     check_choice("output", est.output, OUTPUTS)
     check_choice("learning_rate", est.learning_rate, SCHEDULES)
+    if est.learning_rate in SGD_SCHEDULES and est.solver != "sgd":
+        warnings.warn(
+            f"learning_rate={est.learning_rate!r} applies to solver='sgd' only, as in "
+            f"scikit-learn: solver={est.solver!r} trains at the constant "
+            f"learning_rate_init={est.learning_rate_init!r}. Pass solver='sgd' for it, or "
+            "learning_rate='cosine' for a schedule that any solver follows.",
+            UserWarning,
+            stacklevel=5,
+        )
     if not isinstance(est.standardize, bool | str | None):
         raise fail("standardize", "True, False, 'unit' or 'symmetric'", est.standardize)
     check_choice("standardize", est.standardize, SCALINGS)
     check_choice("dtype", est.dtype, ("float32", "float64"))
-    for name in ("alpha", "l1", "tol"):
+    for name in ("alpha", "l1", "tol", "power_t"):
         check_number(name, getattr(est, name), low=0.0)
     for name in ("learning_rate_init", "epsilon"):
         check_number(name, getattr(est, name), low=0.0, low_open=True)
