@@ -205,3 +205,16 @@ def check_pin_memory(pin_memory: Any, streaming: bool, backend: Backend) -> bool
             f"{backend.spec!r}. Leave pin_memory=None."
         )
     return pin and streaming
+
+
+def check_shard(shard: Any) -> tuple[int, int] | None:
+    """``(rank, size)``: this process's part of every batch in a data-parallel run, or None."""
+    if shard is None:
+        return None
+    expected = "None or a pair (rank, size) of integers with 0 <= rank < size"
+    hint = "In a data-parallel run pass (communicator.rank, communicator.size)"
+    if not isinstance(shard, tuple | list) or len(shard) != 2:
+        raise fail("shard", expected, shard, hint)
+    size = check_int("shard's size", shard[1], minimum=1, hint=hint)
+    rank = check_int("shard's rank", shard[0], minimum=0, maximum=size - 1, hint=hint)
+    return rank, size

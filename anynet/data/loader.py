@@ -9,6 +9,11 @@ Training batches can be augmented there too (:class:`~anynet.data.RandomCropFlip
 random numbers named by ``(seed, epoch, batch)``: drawn on the host, they go to the device once
 per epoch, a few bytes per image.
 
+In a data-parallel run (:mod:`anynet.distributed`) every process builds the same loader with
+its ``shard=(rank, size)``: all draw the same permutation from ``(seed, epoch)``, and each
+takes its contiguous part of every batch, so the ranks' batches of step b together are the
+batch b that one process would train on.
+
 When the data set would not fit a device memory budget, the loader streams chunks of it from
 host memory instead; on CuPy through pinned host buffers and a copy stream, so that the copy
 of the next chunk overlaps the work on the current one. The batches are the same either way.
@@ -81,6 +86,13 @@ class DataLoader:
         normalization (so padding is black pixels, as with torchvision's transforms). Needs
         images: X of shape (N, H, W) or (N, C, H, W). Batch b of epoch k is augmented as a pure
         function of ``(seed, k, b)``. Give it to the training loader only.
+    shard : (int, int), optional
+        ``(rank, size)`` in a data-parallel run: this process gets its part of every batch of
+        ``batch_size`` samples (the global batch): the contiguous slice ``rank`` of ``size``
+        near-equal slices, the first ``batch_size % size`` ranks one sample more. Every rank
+        gets ``len(loader)`` batches, so no rank waits for another at an epoch's end; where a
+        batch has fewer samples than there are ranks (the last one, say), some ranks get an
+        empty batch. ``batch_size``, ``n_samples`` and ``len()`` stay the global ones.
 
     Attributes
     ----------
@@ -143,6 +155,7 @@ class DataLoader:
         max_device_bytes: int | None = None,
         pin_memory: bool | None = None,
         augment: RandomCropFlip | None = None,
+        shard: tuple[int, int] | None = None,
     ):
         be = get_backend(backend)
         self.backend = be
@@ -158,6 +171,7 @@ class DataLoader:
         self.normalize = arguments.check_normalize(normalize, X)
         self.seed = arguments.check_seed(seed)
         self.augment = arguments.check_augment(augment, X)
+        self.shard = arguments.check_shard(shard)
         self.epoch, self._first_batch = 0, 0
 
         self.image_shape = tuple(X.shape[1:])
@@ -232,6 +246,19 @@ class DataLoader:
         """Batches per epoch."""
         return -(-self._n_used // self.batch_size)
 
+    def batch_samples(self, batch: int) -> int:
+        """Samples in batch ``batch`` of an epoch, on all ranks together (the global batch)."""
+        return max(0, min(self.batch_size, self._n_used - batch * self.batch_size))
+
+    def _local(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's rows of the batch of rows ``[start, stop)``: all of them unsharded."""
+        if self.shard is None:
+            return start, stop
+        rank, size = self.shard
+        base, extra = divmod(stop - start, size)
+        lo = start + rank * base + min(rank, extra)
+        return lo, lo + base + (rank < extra)
+
     def set_epoch(self, epoch: int, batch: int = 0) -> None:
         """Make the next iteration run epoch ``epoch`` (its shuffle depends on (seed, epoch)),
         from its batch ``batch`` on.
@@ -298,7 +325,7 @@ class DataLoader:
     ) -> Iterator[tuple[Any, Any]]:
         xp, B = self.backend.xp, self.batch_size
         for start in range(first_row, self._n_used, B):
-            stop = min(start + B, self._n_used)
+            start, stop = self._local(start, min(start + B, self._n_used))
             if self._gather is not None and self.augment is None:
                 idx = xp.arange(start, stop) if order is None else order[start:stop]
                 yield self._gather(idx), xp.take(self._y, idx, axis=0)
@@ -327,7 +354,8 @@ class DataLoader:
             X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host, dtype="int64")
             # Chunks hold whole batches, so batch boundaries match the resident path's.
             for start in range(0, c1 - c0, B):
-                stop = min(start + B, c1 - c0)  # the standard leaves out-of-bounds slices open
+                # min(): the standard leaves out-of-bounds slices open
+                start, stop = (r - c0 for r in self._local(c0 + start, min(c0 + start + B, c1)))
                 yield finish(X_chunk[start:stop, ...], c0 + start), y_chunk[start:stop]
 
     def __repr__(self) -> str:

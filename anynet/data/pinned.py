@@ -68,7 +68,10 @@ def iter_pinned(
             with loader.backend.device:
                 compute.wait_event(uploaded[slot])
             for start in range(0, n, B):
-                stop = min(start + B, n)  # the last chunk fills only n rows of its buffer
+                # The last chunk fills only n rows of its buffer; a data-parallel rank takes
+                # its part of each batch.
+                c0 = starts[i]
+                start, stop = (r - c0 for r in loader._local(c0 + start, c0 + min(start + B, n)))
                 with loader.backend.device:
                     xb = finish(dev_X[slot][start:stop], starts[i] + start)
                     # A copy: the buffer is refilled two chunks on, the caller may keep yb.

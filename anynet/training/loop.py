@@ -162,7 +162,10 @@ def train(
         :func:`~anynet.training.select_step` gives the fastest one for a model and backend.
         Its parameters are updated (in place, for a fused step).
     loader : anynet.data.DataLoader
-        Training batches; it must draw its shuffle from ``(its seed, epoch)``.
+        Training batches; it must draw its shuffle from ``(its seed, epoch)``. A loader with a
+        ``shard`` gives a data-parallel rank its part of each batch (step: an
+        :class:`anynet.distributed.DataParallelStep`); sample counts are then the global
+        batches' (``loader.batch_samples(b)``).
     epochs : int
         The epoch count to reach (not how many more to run).
     seed : int
@@ -237,6 +240,9 @@ def train(
         for cb in state.callbacks:
             saved = state.callback_states.get(cb.name)
             cb.load_state_dict(_on_backend(saved, backend), state)
+    # (rank, size) of a data-parallel run's loader (anynet.distributed), else None.
+    shard = getattr(loader, "shard", None)
+    rank = 0 if shard is None else shard[0]
     boundary = _StepBoundary()
     try:
         boundary.__enter__()
@@ -252,10 +258,14 @@ def train(
             for b, (X, y) in enumerate(loader):
                 if b < state.batch:  # resumed mid-epoch: these steps are already in params
                     continue
-                n = int(X.shape[0])
+                # A data-parallel rank's batch is its part of the global batch b; counts and
+                # per-sample penalties are the global batch's, the same on every rank.
+                n = int(X.shape[0]) if shard is None else loader.batch_samples(b)
                 # Dropout masks from a generator named by (seed, epoch, batch): a run resumed
-                # mid-epoch draws exactly the masks the uninterrupted run drew.
-                rng = backend.generator(derive_seed(seed, epoch, b, 1)) if step.needs_rng else None
+                # mid-epoch draws exactly the masks the uninterrupted run drew. Ranks other
+                # than 0 add their rank: their samples get masks of their own.
+                key = (seed, epoch, b, 1) if not rank else (seed, epoch, b, 1, rank)
+                rng = backend.generator(derive_seed(*key)) if step.needs_rng else None
                 value = step(X, y, l1=l1, l2=l2 / n if l2_per_sample else l2, rng=rng)
                 state.step += 1
                 state.batch = b + 1
