@@ -29,7 +29,7 @@ from anynet.cli.outputs import (
     check_resumable,
 )
 from anynet.errors import AnynetError
-from anynet.estimator.network import ACTIVATIONS
+from anynet.estimator.network import ACTIVATIONS, SCHEDULES
 
 #: The best defaults measured on a 2-core CPU (README's results table), per ``--model``: see
 #: `anynet train -h`. ``activation`` and ``hidden`` are the MLP's alone.
@@ -164,9 +164,26 @@ def add_train(subparsers) -> None:
     g.add_argument(
         "--lr-schedule",
         default=None,
-        choices=["constant", "cosine"],
+        choices=SCHEDULES,
         help="cosine: from --lr down to 0 along half a cosine over the run's epochs; "
+        "scikit-learn's, for --solver sgd only: invscaling, each epoch at "
+        "lr / (samples seen + 1) ** --power-t; adaptive, divided by 5 whenever --patience "
+        "epochs in a row fail to lower the training loss by 1e-4, stopping once at most 1e-6; "
         + _per_model("lr_schedule"),
+    )
+    g.add_argument(
+        "--power-t",
+        type=non_negative_float,
+        default=0.5,
+        metavar="P",
+        help="the exponent of --lr-schedule invscaling",
+    )
+    g.add_argument(
+        "--patience",
+        type=positive_int,
+        default=10,
+        metavar="EPOCHS",
+        help="for --lr-schedule adaptive (scikit-learn's n_iter_no_change)",
     )
     g.add_argument("--momentum", type=fraction, default=0.9, help="for sgd")
     g.add_argument(
@@ -281,12 +298,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate_init=args.lr,
         learning_rate=args.lr_schedule,
+        power_t=args.power_t,
         max_iter=args.epochs,
         random_state=args.seed,
         momentum=args.momentum,
-        # Run every epoch asked for: a patience no run reaches. Not --epochs: the checkpoint
-        # records it, and a run resumed with more epochs (extended) would be refused.
-        n_iter_no_change=2**31 - 1,
+        # Run every epoch asked for: a patience no run reaches (but --lr-schedule adaptive's,
+        # whose plateaus divide the rate). Not --epochs: the checkpoint records it, and a run
+        # resumed with more epochs (extended) would be refused.
+        n_iter_no_change=args.patience if args.lr_schedule == "adaptive" else 2**31 - 1,
         verbose=not args.quiet,
         backend=args.backend,
         dtype=args.dtype,
