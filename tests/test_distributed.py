@@ -215,3 +215,21 @@ def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if it were not installed
     with pytest.raises(DistributedError, match=r"pip install 'anynet-nn\[mpi\]'"):
         world()
+
+
+class _OtherRankDiffers(_Solo):
+    """Two ranks, the second set up with another seed."""
+
+    def allgather(self, obj):
+        return [obj, {**obj, "seed": obj["seed"] + 1}]
+
+
+def test_ranks_set_up_for_different_runs_are_refused_before_training():
+    from anynet.distributed.agree import check_same_run
+
+    run = {"seed": 1, "data": "abc", "batch_size": 8}
+    check_same_run(_Solo(), run)
+    with pytest.raises(
+        DistributedError, match="rank 1 is set up for another run than rank 0: seed"
+    ):
+        check_same_run(_OtherRankDiffers(), run)

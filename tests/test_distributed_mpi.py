@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,68 @@ def test_every_rank_logs_the_whole_batchs_loss(ranks_run):
     for loss in losses[1:]:
         np.testing.assert_array_equal(loss, losses[0])
     assert str(read(out, "fused", "det", 0)["path"]).endswith(f"data-parallel on {k} ranks (mpi)")
+
+
+# --- checkpoints: resumed on other rank counts, kept through a killed rank ------------------
+
+
+def fitted(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def worker_fit(n: int, out: Path, checkpoints: Path, epochs: int) -> dict[str, np.ndarray]:
+    done = mpiexec(
+        n, str(HERE / "distributed_worker.py"), "fit", str(out), str(checkpoints), str(epochs)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return fitted(out)
+
+
+@pytest.fixture(scope="module")
+def two_rank_runs(tmp_path_factory):
+    """A 2-rank fit of 2 epochs with checkpoints, and the same run straight to 3 epochs."""
+    d = tmp_path_factory.mktemp("resume")
+    first = worker_fit(2, d / "first.npz", d / "checkpoints", 2)
+    whole = worker_fit(2, d / "whole.npz", d / "whole-checkpoints", 3)
+    return d, first, whole
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_two_rank_checkpoint_resumes_on_other_rank_counts(two_rank_runs, tmp_path, ranks):
+    d, first, whole = two_rank_runs
+    shutil.copytree(d / "checkpoints", tmp_path / "checkpoints")
+    resumed = worker_fit(ranks, tmp_path / "resumed.npz", tmp_path / "checkpoints", 3)
+    assert resumed["n_iter"] == whole["n_iter"] == 3
+    # the checkpoint's epochs are kept as they were, the third trained on `ranks` ranks
+    np.testing.assert_array_equal(resumed["loss"][:2], first["loss"])
+    np.testing.assert_allclose(resumed["loss"], whole["loss"], rtol=1e-5)
+    for name in [k for k in whole if k.startswith("param:")]:
+        # the same global batches; only the rounding of the sum differs with the rank count
+        np.testing.assert_allclose(resumed[name], whole[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["kill", "crash"])
+def test_a_dead_rank_ends_the_job_and_the_checkpoint_stays_good(tmp_path, how):
+    from anynet.io import load_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    started = time.monotonic()
+    done = mpiexec(
+        2,
+        str(HERE / "distributed_worker.py"),
+        how,
+        str(tmp_path / "x.npz"),
+        str(checkpoints),
+        "6",
+        timeout=120,
+    )
+    took = time.monotonic() - started
+    assert done.returncode != 0
+    assert took < 60, f"the job took {took:.0f} s to end after rank 1 died"
+    if how == "crash":
+        assert "rank 1 crashed on purpose at step 6" in done.stderr
+    saved = load_checkpoint(checkpoints / "checkpoint.safetensors", backend="numpy")
+    assert 1 <= saved.step <= 6  # rank 0 wrote up to the last step it could vouch for
+    resumed = worker_fit(2, tmp_path / "resumed.npz", checkpoints, 3)
+    assert resumed["n_iter"] == 3

@@ -122,6 +122,6 @@ class NetworkEstimator(BaseEstimator):
     def __getstate__(self):
         # Device arrays and backend handles stay behind: the NumPy params_ are the model.
         state = self.__dict__.copy()
-        for key in ("_opt_state", "_opt_backend"):
+        for key in ("_opt_state", "_opt_backend", "_communicator"):
             state.pop(key, None)
         return state

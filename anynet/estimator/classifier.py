@@ -25,6 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.data import DataLoader, Standardizer
+from anynet.distributed import DataParallelStep, from_setting
+from anynet.distributed.agree import check_same_run
 from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.images import ImageInputs
@@ -177,6 +179,15 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         Random crops and flips of the training images, drawn on the device as a function of
         (seed, epoch, batch), so a resumed run sees what an uninterrupted one would; for a
         network that takes images.
+    distributed : bool, 'deterministic' or anynet.distributed.Communicator
+        ``True``: train data-parallel on the processes an MPI launcher started (``mpiexec -n
+        4 python -m mpi4py script.py``: every rank runs the same script with the same data
+        and settings). Each rank trains on its part of every batch of ``batch_size`` (the
+        global batch), the ranks sum their gradients each step, and all end with the same
+        ``params_``; only rank 0 shows progress and writes checkpoints. ``'deterministic'``
+        sums in rank order (the same bits whatever MPI's algorithm). A
+        :class:`~anynet.distributed.Communicator` is used as given. Needs mpi4py
+        (``pip install 'anynet-nn[mpi]'``); see the README's "Distributed training".
 
     Attributes
     ----------
@@ -198,6 +209,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
     """
 
     # What defines a run besides its network, batch size, seed, classes and data.
+    #: The ranks of a data-parallel fit in progress (``distributed``), else None.
+    _communicator = None
+
     _RUN_KEYS = (
         "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "beta_1", "beta_2",
         "epsilon", "alpha", "l1", "dtype", "shuffle", "standardize", "output", "early_stopping",
@@ -244,6 +258,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         augment=None,
         learning_rate="constant",
         power_t=0.5,
+        distributed=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -282,6 +297,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         self.augment = augment
         self.learning_rate = learning_rate
         self.power_t = power_t
+        self.distributed = distributed
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -360,17 +376,30 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         # Continue from the current parameters (partial_fit, or fit with warm_start)?
         warm = "params_" in vars(self) and (incremental or self.warm_start)
         be = self._compute_backend(X)
+        comm = self._communicator = self._join(be)
         checkpoint = self._checkpoint_path()
         resume = self._resuming(checkpoint, warm, incremental)
         seed = self._run_seed(checkpoint if resume else None)
+        if comm is not None:  # random_state=None drew a seed on each rank: rank 0's holds
+            seed = comm.bcast(seed)
         data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
         run = self._run_record(data.X, data.y, seed)
+        if comm is not None:
+            check_same_run(comm, run)
         step, state, rate = self._prepare_step(data, be, warm, incremental, seed, run, resume)
         state, stopper = self._run(
             step, state, data, be, incremental, seed, run, callbacks or (), rate
         )
         self._record(state, stopper, data, incremental)
         return self
+
+    def _join(self, be: Backend) -> Any:
+        """The communicator of a data-parallel fit (see ``distributed``), or None. Its ranks
+        are one writer of checkpoints: rank 0's."""
+        comm = from_setting(self.distributed, be)
+        if comm is not None:
+            self._checkpoint_writer_id = comm.bcast(self._writer_id())
+        return comm
 
     def _batch_size(self, n: int) -> int:
         batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
@@ -461,6 +490,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         per_epoch = math.ceil(len(data.X) / self._batch_size(len(data.X)))
         optimizer = self._optimizer(per_epoch, len(data.X), incremental)
         step = select_step(model, optimizer, params, opt_state, backend=be, loss=loss)
+        if self._communicator is not None:
+            step = DataParallelStep(step, self._communicator)
         return step, state, optimizer.spec[1]["learning_rate"]
 
     def _run(self, step, state, data: _Data, be, incremental, seed, run, extra, rate=None):
@@ -502,7 +533,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             plateau = getattr(self, "_plateau", (math.inf, 0, 0))
             stopper.best, stopper.no_improvement, reduce.reductions = plateau
             callbacks.append(stopper)
-        if self.checkpoint_dir is not None:
+        # In a data-parallel fit rank 0 alone writes and prints: the ranks' states are one.
+        writer = self._communicator is None or self._communicator.is_root
+        if self.checkpoint_dir is not None and writer:
             checkpointer = Checkpointer(
                 self.checkpoint_dir,
                 every=int(self.checkpoint_every),
@@ -511,7 +544,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
                 meta={"writer": self._writer_id()},
             )
             callbacks.append(checkpointer)
-        if self.verbose:
+        if self.verbose and writer:
             callbacks.append(ProgressBar())
         state = train(
             step,
@@ -586,6 +619,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             num_classes=len(self.classes_),
             flatten=not images,
             augment=self.augment if train else None,
+            shard=self._communicator.shard if train and self._communicator else None,
         )
 
     # --- prediction -------------------------------------------------------------------------

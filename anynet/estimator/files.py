@@ -79,6 +79,7 @@ RUN_SETTINGS = frozenset(
         "checkpoint_dir",
         "random_state",
         "augment",
+        "distributed",
     }
 )
 #: What a file's ``network`` hyper-parameter says for a network the user built of anynet layers.
