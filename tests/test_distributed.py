@@ -233,3 +233,19 @@ def test_ranks_set_up_for_different_runs_are_refused_before_training():
         DistributedError, match="rank 1 is set up for another run than rank 0: seed"
     ):
         check_same_run(_OtherRankDiffers(), run)
+
+
+@pytest.mark.parametrize(
+    "spec, local, expected",
+    [
+        ("cupy", 5, "cupy:1"),  # 4 GPUs a node: the sixth rank on a node takes GPU 1
+        ("torch:cuda", 2, "torch:cuda:2"),
+        ("cupy:3", 0, "cupy:3"),  # a device named by the user stays
+        ("numpy", 1, "numpy"),
+        (None, 1, None),
+    ],
+)
+def test_each_rank_on_a_node_takes_its_own_gpu(spec, local, expected):
+    from anynet.distributed import rank_device
+
+    assert rank_device(spec, local, count=4) == expected

@@ -234,3 +234,97 @@ def test_a_dead_rank_ends_the_job_and_the_checkpoint_stays_good(tmp_path, how):
     assert 1 <= saved.step <= 6  # rank 0 wrote up to the last step it could vouch for
     resumed = worker_fit(2, tmp_path / "resumed.npz", checkpoints, 3)
     assert resumed["n_iter"] == 3
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def anynet_under_mpiexec(n: int, *args: str, timeout: float = 240, **kw) -> subprocess.Popen:
+    """``mpiexec -n N python -m anynet *args`` (``anynet train`` finds the launcher's
+    variables and trains data-parallel), started, its output piped."""
+    env = {**os.environ, **ONE_THREAD, "ANYNET_BACKEND": "numpy", "PYTHONUNBUFFERED": "1"}
+    env.pop("ANYNET_DEBUG", None)
+    return subprocess.Popen(
+        [MPIEXEC, "-n", str(n), sys.executable, "-m", "anynet", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
+
+
+def have_data() -> bool:
+    from anynet.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist("test", download=False)
+    except anynet.AnynetError:
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed here")
+
+
+@needs_data
+def test_anynet_train_under_mpiexec_trains_once_and_rank_0_writes(tmp_path):
+    run = anynet_under_mpiexec(
+        2, "train", "--epochs", "1", "--limit", "1000", "--hidden", "16", "--quiet",
+        "--out", str(tmp_path / "m.safetensors"), "--checkpoint-dir", str(tmp_path / "ck"),
+    )  # fmt: skip
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 0, out + err
+    assert out.count("test accuracy") == 1, out
+    assert err.count("training ") == 1 and "data-parallel on 2 ranks (mpi)" in err, err
+    model = anynet.load(tmp_path / "m.safetensors")
+    assert model.n_iter_ == 1
+    assert (tmp_path / "ck" / "checkpoint.safetensors").exists()
+
+
+def test_anynet_train_refused_on_one_rank_ends_every_rank(tmp_path):
+    run = anynet_under_mpiexec(
+        2, "train", "--resume", "--checkpoint-dir", str(tmp_path / "none"),
+        "--out", str(tmp_path / "m.safetensors"),
+    )  # fmt: skip
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert "of 2): error: --resume: --checkpoint-dir" in err
+
+
+@needs_data
+def test_a_killed_rank_ends_anynet_train_and_its_checkpoint_resumes(tmp_path):
+    import signal
+
+    from anynet.io import load_checkpoint
+
+    ck = tmp_path / "ck"
+    common = ["--limit", "6000", "--hidden", "16", "--quiet", "--checkpoint-dir", str(ck)]
+    run = anynet_under_mpiexec(
+        2, "train", "--epochs", "30", "--checkpoint-steps", "3",
+        "--out", str(tmp_path / "m.safetensors"), *common,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (ck / "checkpoint.safetensors").exists():
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.2)
+        # The lock holds the pid of rank 0, the rank that writes: kill it outright.
+        pid = int((ck / "checkpoint.lock").read_text().split()[1])
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        run.communicate(timeout=60)
+        assert time.monotonic() - killed < 30
+        assert run.returncode != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+    saved = load_checkpoint(ck / "checkpoint.safetensors", backend="numpy")
+    assert saved.step >= 3
+    resumed = anynet_under_mpiexec(
+        1, "train", "--epochs", "1", "--resume", "--out", str(tmp_path / "m.safetensors"), *common
+    )
+    out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, out + err
+    assert anynet.load(tmp_path / "m.safetensors").n_iter_ == 1

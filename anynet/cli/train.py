@@ -259,9 +259,112 @@ def add_train(subparsers) -> None:
         help="write learning curves, predictions, confusion matrix and t-SNE PNGs here",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("data-parallel (see the README's 'Distributed training')")
+    g.add_argument(
+        "--distributed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train on all the processes mpiexec or srun started, each on its part of every "
+        "--batch-size batch, rank 0 alone printing and writing (needs mpi4py); default: on "
+        "when an MPI launcher started this process",
+    )
+    g.add_argument(
+        "--deterministic-sum",
+        action="store_true",
+        help="sum the ranks' gradients in rank order: the same bits whatever MPI's algorithm "
+        "(slower)",
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    comm = _join(args)
+    if comm is None:
+        return _train(args, None)
+    return _as_one_job(comm, lambda: _train(args, comm))
+
+
+def _join(args: argparse.Namespace):
+    """The ranks of a data-parallel run (``--distributed``, by default when an MPI launcher
+    started this process), or None; each rank on a GPU of its own."""
+    import os
+
+    from anynet.distributed import (
+        communicator_for,
+        launched_size,
+        local_rank,
+        rank_device,
+        transport,
+        world,
+    )
+
+    on = args.distributed if args.distributed is not None else launched_size() is not None
+    if not on:
+        if args.deterministic_sum:
+            raise AnynetError(
+                "--deterministic-sum is for a data-parallel run: launch with mpiexec, or add "
+                "--distributed"
+            )
+        return None
+    deterministic = args.deterministic_sum
+    mpi = world(deterministic=deterministic)
+    spec = args.backend if args.backend is not None else os.environ.get("ANYNET_BACKEND")
+    args.backend = rank_device(spec, local_rank(mpi))
+    backend = get_backend(args.backend)
+    if transport(backend) == "mpi":
+        return mpi
+    return communicator_for(backend, deterministic=deterministic, comm=mpi.comm)
+
+
+def _as_one_job(comm, run) -> int:
+    """``run()`` on this rank; if it fails here, every rank ends (MPI abort) with its exit
+    status: the others would wait for this one in their next step forever."""
+    try:
+        code = run()
+    except BaseException as exc:  # any failure of this rank ends the job
+        code = _report_failure(exc, f"anynet train (rank {comm.rank} of {comm.size})")
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.abort(code)
+    return code
+
+
+def _report_failure(exc: BaseException, prefix: str) -> int:
+    """Say what failed on this rank as ``anynet``'s main does (one line for anynet's errors,
+    a traceback for a bug), and the exit status."""
+    import os
+    import traceback
+
+    from anynet.cli import _out_of_memory, _report
+
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 1
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, AnynetError | ValueError | OSError) and not os.environ.get("ANYNET_DEBUG"):
+        _report(f"{prefix}: error", str(exc))
+    elif isinstance(exc, MemoryError) and not os.environ.get("ANYNET_DEBUG"):
+        _report(f"{prefix}: error", _out_of_memory("train", exc))
+    else:
+        traceback.print_exception(exc)
+    return 1
+
+
+def _load_in_turn(args: argparse.Namespace, comm):
+    """The data; in a data-parallel run rank 0 first (it may download and verify the files),
+    then the others."""
+    if comm is None:
+        return load_data(args)
+    if comm.is_root:
+        data = load_data(args)
+        comm.barrier()
+        return data
+    comm.barrier()
+    return load_data(args)
+
+
+def _train(args: argparse.Namespace, comm) -> int:
     import time
 
     from sklearn.exceptions import ConvergenceWarning
@@ -284,7 +387,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
         check_resumable(args.checkpoint_dir, args.resume)
     _check_outputs_apart(args)
-    X, y, X_test, y_test = load_data(args)
+    X, y, X_test, y_test = _load_in_turn(args, comm)
+    root = comm is None or comm.is_root  # the rank that prints and writes
     if args.limit:
         X, y = _first(args.limit, X, y)
     cnn = args.model == "cnn"
@@ -321,11 +425,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_steps=args.checkpoint_steps,
         resume=args.resume,
         divergence_factor=args.divergence_factor,
+        distributed=comm if comm is not None else False,
     )
-    print(
-        f"training {_describe(clf)} on {len(X):,} images, backend {get_backend(args.backend).spec}",
-        file=sys.stderr,
-    )
+    if root:
+        ranks = "" if comm is None else f", data-parallel on {comm.size} ranks ({comm.name})"
+        print(
+            f"training {_describe(clf)} on {len(X):,} images, backend "
+            f"{get_backend(args.backend).spec}{ranks}",
+            file=sys.stderr,
+        )
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(), in_flags():
@@ -341,9 +449,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             else " (no --checkpoint-dir: nothing saved)"
         )
         what = "interrupted" if signum == signal.SIGINT else f"stopped by {exc}"
-        print(f"anynet train: {what}{where}", file=sys.stderr)
+        if root:
+            print(f"anynet train: {what}{where}", file=sys.stderr)
         return 128 + int(signum)
     seconds = time.perf_counter() - t0
+    if not root:  # every rank holds the same model: rank 0 writes it
+        return 0
     _save(clf, args)
     history = clf.history_
     test_acc = history["val_accuracy"][-1]

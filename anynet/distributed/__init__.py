@@ -18,7 +18,7 @@ Nothing here imports mpi4py or cupy until a communicator is made.
 """
 
 from anynet.distributed.communicator import Communicator, DistributedError, sum_in_rank_order
-from anynet.distributed.launch import launched_size, local_rank, world
+from anynet.distributed.launch import launched_size, local_rank, rank_device, world
 from anynet.distributed.select import communicator_for, from_setting, transport
 from anynet.distributed.step import DataParallelStep
 
@@ -32,6 +32,7 @@ __all__ = [
     "from_setting",
     "launched_size",
     "local_rank",
+    "rank_device",
     "sum_in_rank_order",
     "transport",
     "world",

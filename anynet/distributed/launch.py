@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from anynet.distributed.communicator import Communicator, DistributedError
 
-__all__ = ["LAUNCHER_SIZE_VARIABLES", "launched_size", "local_rank", "world"]
+__all__ = ["LAUNCHER_SIZE_VARIABLES", "launched_size", "local_rank", "rank_device", "world"]
 
 #: What each launcher sets to the number of processes it started: MPICH's and Intel MPI's
 #: Hydra and Slurm's ``srun --mpi=pmi2`` (``PMI_SIZE``), Open MPI's ``mpirun``
@@ -95,3 +95,22 @@ def local_rank(comm: Communicator) -> int:
         return node.Get_rank()
     finally:
         node.Free()
+
+
+def rank_device(spec: str | None, local: int, count: int | None = None) -> str | None:
+    """The backend spec for the rank that is ``local``-th on its node: a GPU backend named
+    without its device (``'cupy'``, ``'torch:cuda'``) gets GPU ``local % count`` (``count``:
+    the node's GPUs, asked of the library when not given), one GPU per rank; any other spec
+    is returned as it is."""
+    if spec not in ("cupy", "torch:cuda"):
+        return spec
+    if count is None:
+        if spec == "cupy":
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+        else:
+            import torch
+
+            count = torch.cuda.device_count()
+    return f"{spec}:{local % max(int(count), 1)}"
