@@ -176,9 +176,29 @@ def test_early_stopping_stops_and_replays():
 
 def test_progress_bar_writes_where_it_is_told():
     out = io.StringIO()
-    train(make_step(), loader(), epochs=2, callbacks=[ProgressBar(file=out)])
+    train(make_step(), loader(), epochs=2, callbacks=[ProgressBar(file=out, bar=True)])
     text = out.getvalue()
     assert "epoch 2/2" in text and "loss" in text and "samples/s" in text
+    assert "\r" in text  # tqdm's redraws
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_a_line_per_epoch_off_a_terminal_and_a_bar_on_one():
+    out = io.StringIO()  # a file or a pipe
+    state = train(make_step(), loader(), epochs=3, callbacks=[ProgressBar(file=out)])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in out.getvalue()
+    for epoch, line in enumerate(lines, 1):
+        loss = state.history["loss"][epoch - 1]
+        assert line.startswith(f"epoch {epoch}/3: loss {loss:.4f}, ") and " s, " in line
+        assert line.endswith(" samples/s")
+    terminal = _Terminal()
+    train(make_step(), loader(), epochs=1, callbacks=[ProgressBar(file=terminal)])
+    assert "\r" in terminal.getvalue() and "batch" in terminal.getvalue()
 
 
 def test_a_fresh_state_and_a_given_one():
