@@ -1,11 +1,40 @@
 """The command's argument types: each error names the argument, what came and what is
-expected."""
+expected; the help's layout, every default shown; the help of the options that several
+commands share."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from pathlib import Path
+
+#: ``--backend``'s help, for every command.
+BACKEND_HELP = (
+    "where to compute: numpy, cupy, cupy:N, torch, torch:cuda, array_api_strict "
+    "(default: $ANYNET_BACKEND, else numpy)"
+)
+#: ``--data-dir``'s help, for every command that reads Fashion-MNIST.
+DATA_DIR_HELP = (
+    "folder holding the four Fashion-MNIST .gz files, searched alone (default: "
+    "$ANYNET_DATA_DIR/fashion-mnist, the user cache, /usr/share/datasets/fashion-mnist, then "
+    "a download)"
+)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's help with every default: ``(default: X)`` after an option's help, except for
+    a flag (off unless given) and an option whose default is None (its help says what happens
+    without it, or its per-model defaults)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+    def _split_lines(self, text, width):
+        # Never at a hyphen: a path or a file name stays whole (anynet-model.safetensors).
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def positive_int(text: str) -> int:

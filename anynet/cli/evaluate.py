@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from anynet.cli.arguments import BACKEND_HELP, DATA_DIR_HELP, HelpFormatter
 from anynet.cli.data import integer_labels, load_data
 from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
 from anynet.errors import AnynetError
@@ -18,12 +19,19 @@ def add_evaluate(subparsers) -> None:
         "evaluate",
         help="accuracy, per-class precision and recall, confusion matrix",
         description="Evaluate a saved model on the Fashion-MNIST test set.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("model", type=Path, help="a model file written by anynet train / anynet.save")
-    p.add_argument("--backend", default=None)
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--no-download", action="store_true")
-    p.add_argument("--plots", type=Path, default=None, metavar="DIR")
+    p.add_argument("--backend", default=None, help=BACKEND_HELP)
+    p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
+    p.add_argument("--no-download", action="store_true", help="never download the data")
+    p.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"write the confusion matrix here, as {PLOT} (default: no plot)",
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from anynet.cli.arguments import positive_int
+from anynet.cli.arguments import BACKEND_HELP, HelpFormatter, positive_int
 from anynet.cli.data import class_names
 from anynet.errors import AnynetError
 
@@ -23,12 +23,15 @@ def add_predict(subparsers) -> None:
         "transparent) as the background (black, or white with --invert); other modes, such "
         "as CMYK, are refused. An IDX file may hold many. A model trained on Fashion-MNIST's "
         "labels 0 to 9 answers with their names; any other model with its own class labels.",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("model", type=Path)
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("model", type=Path, help="a model file written by anynet train / anynet.save")
+    p.add_argument(
+        "images", type=Path, nargs="+", metavar="IMAGE", help="PNG, JPEG or IDX (.gz) files"
+    )
     p.add_argument("--top", type=positive_int, default=3, help="probabilities to show")
     p.add_argument("--invert", action="store_true", help="invert PNG/JPEG images first")
-    p.add_argument("--backend", default=None)
+    p.add_argument("--backend", default=None, help=BACKEND_HELP)
 
 
 #: The first bytes of each kind of file predict reads.

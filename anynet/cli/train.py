@@ -9,6 +9,9 @@ from pathlib import Path
 
 from anynet.backends import get_backend
 from anynet.cli.arguments import (
+    BACKEND_HELP,
+    DATA_DIR_HELP,
+    HelpFormatter,
     divergence_factor,
     file_path,
     fraction,
@@ -61,16 +64,6 @@ DEFAULTS = {
 AUGMENT_PADDING = 2
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the help, except where there is none or it depends on ``--model`` (the help
-    text says so)."""
-
-    def _get_help_string(self, action):
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def _per_model(name: str) -> str:
     """``default 25 (mlp), 20 (cnn)``: a setting's defaults for each ``--model``."""
     values = {m: _shown(d[name]) for m, d in DEFAULTS.items() if name in d}
@@ -103,22 +96,14 @@ def add_train(subparsers) -> None:
         help="train a classifier on Fashion-MNIST",
         description="Train an anynet classifier on Fashion-MNIST (found offline or downloaded "
         "and verified), report test accuracy each epoch, and save the model.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("where")
+    g.add_argument("--backend", default=None, help=BACKEND_HELP)
     g.add_argument(
-        "--backend",
-        default=None,
-        help="numpy, cupy, cupy:N, torch, torch:cuda, array_api_strict "
-        "(default: $ANYNET_BACKEND, else numpy)",
+        "--dtype", choices=["float32", "float64"], default="float32", help="of the computation"
     )
-    g.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    g.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="folder holding the four Fashion-MNIST .gz files (searched alone)",
-    )
+    g.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     g.add_argument("--no-download", action="store_true", help="never download the data")
     g = p.add_argument_group("network")
     g.add_argument(
@@ -142,9 +127,16 @@ def add_train(subparsers) -> None:
         choices=sorted(ACTIVATIONS),
         help=f"for --model mlp; {_per_model('activation')}",
     )
-    g.add_argument("--output", default="softmax", choices=["softmax", "log_softmax", "sigmoid"])
+    g.add_argument(
+        "--output",
+        default="softmax",
+        choices=["softmax", "log_softmax", "sigmoid"],
+        help="output layer and loss: softmax cross-entropy, log-softmax with NLL, or one "
+        "sigmoid per class with binary cross-entropy",
+    )
     g.add_argument(
         "--init",
+        help="weight initializer (pytorch: as torch.nn.Linear, biases too)",
         default="glorot_uniform",
         choices=[
             "glorot_uniform",
@@ -157,7 +149,9 @@ def add_train(subparsers) -> None:
     )
     g.add_argument("--dropout", type=fraction, default=None, help=_per_model("dropout"))
     g = p.add_argument_group("training")
-    g.add_argument("--solver", default="adam", choices=["adam", "adamw", "sgd"])
+    g.add_argument(
+        "--solver", default="adam", choices=["adam", "adamw", "sgd"], help="the optimizer"
+    )
     g.add_argument(
         "--lr", type=positive_float, default=None, help=f"learning rate; {_per_model('lr')}"
     )
@@ -208,13 +202,18 @@ def add_train(subparsers) -> None:
         help=f"random {AUGMENT_PADDING}-pixel shifts and mirror images of the training images, "
         f"for --model cnn; {_per_model('augment')}",
     )
-    g.add_argument("--seed", type=non_negative_int, default=0)
+    g.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seeds the initial weights, shuffles, dropout and augmentation",
+    )
     g.add_argument(
         "--limit",
         type=positive_int,
         default=None,
         metavar="N",
-        help="train on the first N training images only (quick trials)",
+        help="train on the first N training images only, for quick trials (default: all)",
     )
     g.add_argument(
         "--divergence-factor",
@@ -236,15 +235,21 @@ def add_train(subparsers) -> None:
         type=Path,
         default=None,
         help="write a checkpoint here every --checkpoint-every epochs and on Ctrl-C "
-        "(a folder that holds one already needs --resume)",
+        "(a folder that holds one already needs --resume; default: no checkpoints)",
     )
-    g.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="EPOCHS")
+    g.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=1,
+        metavar="EPOCHS",
+        help="with --checkpoint-dir",
+    )
     g.add_argument(
         "--checkpoint-steps",
         type=positive_int,
         default=None,
         metavar="STEPS",
-        help="also checkpoint every STEPS optimizer steps",
+        help="also checkpoint every STEPS optimizer steps (default: at epoch ends only)",
     )
     g.add_argument(
         "--resume",
@@ -256,9 +261,14 @@ def add_train(subparsers) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write learning curves, predictions, confusion matrix and t-SNE PNGs here",
+        help="write learning curves, predictions, confusion matrix and t-SNE PNGs here "
+        "(default: no plots)",
     )
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (a bar on a terminal, else a line per epoch)",
+    )
     g = p.add_argument_group("data-parallel (see the README's 'Distributed training')")
     g.add_argument(
         "--distributed",
