@@ -1,7 +1,7 @@
 """Test sessions, one per backend, and lint.
 
     nox                        # what CI runs: lint, numpy, numpy_no_numba, array_api_strict,
-                               # torch, cupy
+                               # torch, cupy, distributed
     nox -s torch               # one backend
     nox --no-venv -s cupy      # on a machine that already has the packages and no index
     nox -s bench               # anynet against PyTorch and scikit-learn (not part of `nox`)
@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "numpy", "numpy_no_numba", "array_api_strict", "torch", "cupy"]
+nox.options.sessions = [
+    "lint",
+    "numpy",
+    "numpy_no_numba",
+    "array_api_strict",
+    "torch",
+    "cupy",
+    "distributed",
+]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = False
 
@@ -94,6 +102,24 @@ def cupy(session: nox.Session) -> None:
     (which needs no GPU) compiles anynet's CUDA kernels as CuPy would."""
     install(session, "-e", ".[test,cuda12]", "cuda-toolkit[nvrtc]==12.*")
     pytest(session, "cupy")
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """Data-parallel training on real MPI ranks: the distributed tests start ``mpiexec -n 2``
+    and ``-n 3`` on tiny data. MPICH's wheel brings an ``mpiexec`` that runs as root with no
+    settings; the other sessions install no mpi4py, and these tests skip there. One BLAS thread
+    per process: the ranks are compared bit for bit with one process."""
+    install(session, "-e", ".[test,mpi]", "mpich")
+    pytest(
+        session,
+        "numpy",
+        "tests/test_distributed.py",
+        "tests/test_distributed_mpi.py",
+        OPENBLAS_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        NUMBA_NUM_THREADS="1",
+    )
 
 
 @nox.session
