@@ -18,7 +18,7 @@ def trained_cnn(tmp_path_factory):
     d = tmp_path_factory.mktemp("cnn")
     out = anynet_cmd(
         "train", "--model", "cnn", "--limit", "3000", "--epochs", "1",
-        "--out", str(d / "cnn.safetensors"), "--quiet",
+        "--out", str(d / "cnn.safetensors"), "--quiet", "--plots", str(d / "plots"),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return d, out
@@ -37,15 +37,20 @@ def test_train_cnn_says_what_it_trains_and_writes_a_cnn(trained_cnn):
     assert clf.network == "cnn" and clf.image_shape_ == (1, 28, 28)
     assert clf.step_name_ is None and "0.mean" not in clf.params_  # no conv bias: BN shifts
     assert np.any(clf.params_["1.var"] != 1.0)  # the running statistics were saved
+    from anynet.cli.train import PLOTS
+
+    for name in PLOTS:  # the t-SNE of images, and predictions of a model that takes them
+        assert (d / "plots" / name).stat().st_size > 0, name
 
 
 @needs_data
-def test_evaluate_and_predict_take_the_cnn(trained_cnn, tmp_path):
+def test_evaluate_plots_and_predict_take_the_cnn(trained_cnn, tmp_path):
     d, _ = trained_cnn
     model = str(d / "cnn.safetensors")
-    evaluated = anynet_cmd("evaluate", model)
+    evaluated = anynet_cmd("evaluate", model, "--plots", str(tmp_path / "plots"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "accuracy" in evaluated.stdout
+    assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 0
     images = anynet.datasets.load_fashion_mnist("test", download=False)[0][:3]
     from PIL import Image
 
