@@ -58,3 +58,42 @@ def test_help_keeps_paths_whole():
     out = anynet_cmd("train", "-h")
     assert "(default: anynet-model.safetensors)" in " ".join(out.stdout.split())
     assert "/usr/share/datasets/fashion-mnist," in out.stdout  # not split at its hyphen
+
+
+@pytest.fixture(scope="module")
+def data_copy(tmp_path_factory):
+    """A folder holding a copy of Fashion-MNIST's four files, for --data-dir."""
+    import shutil
+
+    from anynet.datasets import FASHION_MNIST_FILES, fashion_mnist_path
+
+    folder = tmp_path_factory.mktemp("fashion")
+    for name in FASHION_MNIST_FILES:
+        found = fashion_mnist_path(name, download=False)
+        shutil.copyfile(found, folder / found.name)
+    return folder
+
+
+@needs_data
+def test_a_logged_run_names_its_data_and_writes_a_line_per_epoch(data_copy, tmp_path):
+    model = tmp_path / "m.safetensors"
+    args = ["--limit", "600", "--epochs", "3", "--hidden", "8", "--out", str(model)]
+    out = anynet_cmd("train", "--data-dir", str(data_copy), *args)  # stderr: a pipe
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0] == f"data: Fashion-MNIST train and test, SHA-256 verified, from {data_copy}"
+    assert lines[1].startswith("training 784-8-10 relu MLP")
+    number = r"\d+\.\d{4}"
+    for epoch, line in enumerate(lines[2:5], 1):
+        assert re.fullmatch(
+            rf"epoch {epoch}/3: loss {number}, val_accuracy {number}, val_loss {number}, "
+            r"\d+\.\d s, [\d,]+ samples/s",
+            line,
+        ), line
+    assert len(lines) == 5 and "\r" not in out.stderr  # no progress-bar redraws
+    evaluated = anynet_cmd("evaluate", str(model), "--data-dir", str(data_copy))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stderr.splitlines() == [
+        f"data: Fashion-MNIST test, SHA-256 verified, from {data_copy}"
+    ]
+    assert "accuracy" in evaluated.stdout  # the report stays alone on stdout

@@ -11,18 +11,36 @@ from anynet.cli.messages import in_flags
 from anynet.errors import AnynetError
 
 
-def load_data(args: argparse.Namespace, splits: Sequence[str] = ("train", "test")) -> list:
-    """``X, y`` of each split, found as ``--data-dir`` and ``--no-download`` say."""
+def load_data(
+    args: argparse.Namespace, splits: Sequence[str] = ("train", "test")
+) -> tuple[list, str]:
+    """``[X, y]`` of each split, found as ``--data-dir`` and ``--no-download`` say, and a line
+    that says which copy was read (``data: Fashion-MNIST train and test, SHA-256 verified,
+    from /usr/share/datasets/fashion-mnist``), for the log of the run."""
     from anynet.datasets import load_fashion_mnist
 
     folder = args.data_dir
     if folder is not None:
         _check_data_dir(folder, splits, args.no_download)
-    out = []
+    out, paths = [], []
     with in_flags():
         for split in splits:
-            out += load_fashion_mnist(split, data_dir=folder, download=not args.no_download)
-    return out
+            X, y, read = load_fashion_mnist(
+                split, data_dir=folder, download=not args.no_download, return_paths=True
+            )
+            out += [X, y]
+            paths += read
+    return out, _source(splits, paths)
+
+
+def _source(splits: Sequence[str], paths: Sequence[Path]) -> str:
+    """Which copy of Fashion-MNIST these files are: their folder, or each file where they
+    come from several (a file downloaded into the cache beside others found elsewhere)."""
+    what = f"Fashion-MNIST {' and '.join(splits)}, SHA-256 verified"
+    folders = list(dict.fromkeys(path.parent for path in paths))
+    if len(folders) == 1:
+        return f"data: {what}, from {folders[0]}"
+    return f"data: {what}, from {', '.join(str(path) for path in paths)}"
 
 
 def _check_data_dir(folder: Path, splits: Sequence[str], no_download: bool) -> None:

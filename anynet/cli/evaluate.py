@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from anynet.cli.arguments import BACKEND_HELP, DATA_DIR_HELP, HelpFormatter
@@ -51,7 +52,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     clf = anynet.load(args.model, backend=args.backend)
     _check_fashion_mnist_labels(args.model, clf.classes_)
-    X, y = load_data(args, ["test"])
+    (X, y), source = load_data(args, ["test"])
+    print(source, file=sys.stderr)
     # Whole numbers from 0 to 9 (checked above) as the integers the metrics take: a model
     # fitted on the labels 0.0 to 9.0 predicts floats.
     pred = np.asarray(clf.predict(X)).astype(np.int64)

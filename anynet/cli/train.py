@@ -362,8 +362,8 @@ def _report_failure(exc: BaseException, prefix: str) -> int:
 
 
 def _load_in_turn(args: argparse.Namespace, comm):
-    """The data; in a data-parallel run rank 0 first (it may download and verify the files),
-    then the others."""
+    """The data and where it was read (see :func:`load_data`); in a data-parallel run rank 0
+    first (it may download and verify the files), then the others."""
     if comm is None:
         return load_data(args)
     if comm.is_root:
@@ -397,7 +397,7 @@ def _train(args: argparse.Namespace, comm) -> int:
         check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
         check_resumable(args.checkpoint_dir, args.resume)
     _check_outputs_apart(args)
-    X, y, X_test, y_test = _load_in_turn(args, comm)
+    (X, y, X_test, y_test), source = _load_in_turn(args, comm)
     root = comm is None or comm.is_root  # the rank that prints and writes
     if args.limit:
         X, y = _first(args.limit, X, y)
@@ -439,11 +439,14 @@ def _train(args: argparse.Namespace, comm) -> int:
     )
     if root:
         ranks = "" if comm is None else f", data-parallel on {comm.size} ranks ({comm.name})"
-        print(
+        what = (
             f"training {_describe(clf)} on {len(X):,} images, backend "
-            f"{get_backend(args.backend).spec}{ranks}",
-            file=sys.stderr,
+            f"{get_backend(args.backend).spec}{ranks}"
         )
+        # What is read, then what trains; after the last check that can refuse the run (a
+        # backend that cannot run here), so that a refused run's error stands alone.
+        print(source, file=sys.stderr)
+        print(what, file=sys.stderr)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(), in_flags():

@@ -279,7 +279,8 @@ def load_fashion_mnist(
     *,
     mirrors: tuple[str, ...] | list[str] | None = None,
     timeout: float = 30.0,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_paths: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
     """Load Fashion-MNIST's training or test set, verified by SHA-256.
 
     Parameters
@@ -299,6 +300,8 @@ def load_fashion_mnist(
         Base URLs to download from, in order (default :data:`MIRRORS`).
     timeout : float
         Seconds to wait for a connection and between received bytes, per mirror.
+    return_paths : bool
+        Also return the files read, to say which copy was used.
 
     Returns
     -------
@@ -306,6 +309,8 @@ def load_fashion_mnist(
         uint8 of shape (N, 28, 28), N = 60000 (train) or 10000 (test).
     labels : numpy.ndarray
         int64 of shape (N,), values 0-9 indexing :data:`FASHION_MNIST_CLASSES`.
+    paths : tuple of pathlib.Path
+        With ``return_paths``: the images' file and the labels' file (found or downloaded).
 
     Raises
     ------
@@ -346,4 +351,6 @@ def load_fashion_mnist(
             f"{images_path}: expected uint8 images of shape ({count}, 28, 28); got "
             f"{images.dtype} of shape {images.shape}"
         )
+    if return_paths:
+        return images, labels, (images_path, labels_path)
     return images, labels
