@@ -97,3 +97,52 @@ def test_a_logged_run_names_its_data_and_writes_a_line_per_epoch(data_copy, tmp_
         f"data: Fashion-MNIST test, SHA-256 verified, from {data_copy}"
     ]
     assert "accuracy" in evaluated.stdout  # the report stays alone on stdout
+
+
+@needs_data
+def test_a_damaged_data_file_is_an_error_of_short_lines(data_copy, tmp_path):
+    import gzip
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(data_copy, bad)
+    labels = bad / "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(labels.read_bytes()))
+    content[-1] = (content[-1] + 1) % 10  # one label changed: a valid file, other data
+    labels.write_bytes(gzip.compress(bytes(content)))
+    out = anynet_cmd("train", "--data-dir", str(bad), "--no-download", "--epochs", "1")
+    assert out.returncode == 1
+    first, *details = out.stderr.splitlines()
+    assert first == (
+        f"anynet train: error: {labels}: damaged, or not Fashion-MNIST's t10k-labels-idx1-ubyte "
+        "(its content's SHA-256 differs); delete it and get it again"
+    )
+    from anynet.datasets import FASHION_MNIST_FILES
+
+    expected = FASHION_MNIST_FILES["t10k-labels-idx1-ubyte"]
+    assert details[1] == f"    Fashion-MNIST's:        {expected}"
+    assert details[0].startswith("    SHA-256 of its content: ") and len(details) == 2
+
+
+def test_an_error_s_details_wrap_between_words_under_their_item():
+    from anynet.cli.messages import layout
+
+    url = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/x.gz"
+    message = (
+        "no verified copy found of something with a long first line " * 3
+        + "\nDownload failed:\n"
+        + f"  - {url}: ConnectionError: "
+        + "Max retries exceeded with url, caused by a name resolution error " * 3
+        + "\n  1. install Debian's package: sudo apt-get install dataset-fashion-mnist (files "
+        "in /usr/share/datasets/fashion-mnist);"
+    )
+    lines = layout("anynet train: error", message, width=80).splitlines()
+    assert lines[0] == "anynet train: error: " + message.splitlines()[0].strip()  # whole
+    assert lines[1] == "  Download failed:"
+    assert lines[2] == f"    - {url}:"  # too long for the line: whole on its own
+    assert all(line.startswith("      ") for line in lines[3:6])  # under the item's text
+    assert lines[-2].startswith("    1. install") and lines[-1].startswith("       ")
+    assert "/usr/share/datasets/fashion-mnist);" in lines[-1]  # not split at a hyphen
+    assert all(len(line) <= 80 for line in lines[3:])
+    # the words, all there, in order
+    assert " ".join(lines).split() == ("anynet train: error: " + message).split()

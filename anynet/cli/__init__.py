@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import anynet
 from anynet.cli.evaluate import add_evaluate, cmd_evaluate
 from anynet.cli.info import add_info, cmd_info
-from anynet.cli.messages import flag_words
+from anynet.cli.messages import flag_words, layout
 from anynet.cli.predict import add_predict, cmd_predict
 from anynet.cli.train import add_train, cmd_train
 from anynet.errors import AnynetError
@@ -65,11 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _report(prefix: str, message: str) -> None:
     """``prefix: message`` on stderr: its first line is the whole error, in one line; what a
     library message says after it (the ways to get the data, a list of differences) follows
-    indented, one item a line, rather than run together into one unreadable line."""
-    lines = [line.rstrip() for line in message.splitlines() if line.strip()] or ["(no message)"]
-    print(f"{prefix}: {lines[0].strip()}", file=sys.stderr)
-    for line in lines[1:]:
-        print(f"  {line}", file=sys.stderr)
+    indented, one item a line, each wrapped to the terminal (or a log's width) rather than
+    run together into one unreadable line (see :func:`~anynet.cli.messages.layout`)."""
+    print(layout(prefix, message), file=sys.stderr)
 
 
 #: What to try when a command runs out of memory.

@@ -1,10 +1,14 @@
 """The library's words in the command line's: the Python arguments anynet's messages and
-warnings name, replaced by the flags the user typed."""
+warnings name, replaced by the flags the user typed; and a message laid out in lines that a
+terminal or a log shows whole."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import shutil
+import sys
+import textwrap
 from collections.abc import Iterator
 
 from anynet.errors import AnynetError
@@ -75,3 +79,34 @@ def in_flags() -> Iterator[None]:
         yield
     except (AnynetError, ValueError) as exc:
         raise AnynetError(flag_words(str(exc))) from exc
+
+
+#: The width an error's details are wrapped to off a terminal (a log, a pipe).
+LOG_WIDTH = 100
+# A list item's marker: "- ", "* " or "1. ", after the line's indentation.
+_ITEM = re.compile(r"^(\s*)((?:[-*]|\d+\.)\s+)?")
+
+
+def layout(prefix: str, message: str, width: int | None = None) -> str:
+    """``prefix: message`` as it is printed: its first line whole, the error in one line (a
+    log's ``grep error:`` finds it); what a longer message adds after it indented below, each
+    line wrapped at ``width`` (the terminal's, else :data:`LOG_WIDTH`) between words, never
+    inside one (a path, a URL, a SHA-256 stays whole), a list item's text under its text."""
+    if width is None:
+        width = LOG_WIDTH
+        if sys.stderr is not None and sys.stderr.isatty():
+            width = max(60, shutil.get_terminal_size((LOG_WIDTH, 24)).columns - 1)
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()] or ["(no message)"]
+    out = [f"{prefix}: {lines[0].strip()}"]
+    for line in lines[1:]:
+        indent, marker = _ITEM.match("  " + line).groups()
+        marker = marker or ""
+        out += textwrap.wrap(
+            line.strip()[len(marker) :],
+            width,
+            initial_indent=indent + marker,
+            subsequent_indent=indent + " " * len(marker),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return "\n".join(out)

@@ -109,10 +109,12 @@ def _verify(path: Path, name: str) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     expected = FASHION_MNIST_FILES[name]
     if actual != expected:
+        # The hashes on lines of their own: 64 digits each would bury the sentence.
         raise ChecksumError(
-            f"{path}: the decompressed content's SHA-256 is {actual}, expected {expected} for "
-            f"Fashion-MNIST's {name}; the file is damaged or is other data. Delete it and get "
-            "it again."
+            f"{path}: damaged, or not Fashion-MNIST's {name} (its content's SHA-256 differs); "
+            "delete it and get it again\n"
+            f"  SHA-256 of its content: {actual}\n"
+            f"  Fashion-MNIST's:        {expected}"
         )
     return data
 
@@ -227,7 +229,7 @@ def _locate(
     if search.looked:
         message += "\nLooked in: " + ", ".join(search.looked)
     if search.rejected:
-        message += "\nRejected:\n" + "\n".join(f"  - {r}" for r in search.rejected)
+        message += "\nRejected:\n" + "\n".join(f"  - {_item(r)}" for r in search.rejected)
     if failures:
         message += f"\nDownload failed:\n{_attempts(failures)}"
     elif not download:
@@ -239,7 +241,12 @@ def _locate(
 
 
 def _attempts(attempts: list[tuple[str, str]]) -> str:
-    return "\n".join(f"  - {url}: {why}" for url, why in attempts)
+    return "\n".join(f"  - {url}: {_item(why)}" for url, why in attempts)
+
+
+def _item(text: str) -> str:
+    """A message as an item of a list ("  - ..."): its further lines indented under it."""
+    return text.replace("\n", "\n    ")
 
 
 def fashion_mnist_path(
