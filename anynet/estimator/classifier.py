@@ -125,7 +125,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
     warm_start : bool
         ``fit`` continues from the current parameters.
     verbose : bool
-        Show a progress bar (epoch, loss, validation accuracy, samples/s).
+        Show progress on stderr (epoch, loss, validation accuracy, samples/s): a bar on a
+        terminal, one line per epoch elsewhere (a log, a pipe).
     backend : str or Backend, optional
         Where training runs: ``'numpy'``, ``'cupy'``, ``'torch'``, ``'array_api_strict'``...
         ``None`` follows the input arrays' library, else ``ANYNET_BACKEND``, else NumPy.
