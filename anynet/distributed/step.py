@@ -105,9 +105,12 @@ class DataParallelStep(Step):
 
     # --- the step ---------------------------------------------------------------------------
 
-    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
+    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None, sample_weight=None):
+        # Weights scaled to average 1 over the global batch (a DataLoader's) keep the
+        # n_r-weighted mean below the batch's weighted average.
         n = int(X.shape[0])
-        local = self.step.compute_grads(X, y, l1=l1, l2=l2, rng=rng) if n else None
+        how = {"l1": l1, "l2": l2, "rng": rng, "sample_weight": sample_weight}
+        local = self.step.compute_grads(X, y, **how) if n else None
         table = self.comm.allgather_numbers([n, float(local) if n else 0.0])
         total = float(sum(table[:, 0]))
         if total == 0:

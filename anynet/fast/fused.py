@@ -139,7 +139,7 @@ class FusedStep(Step):
             shape = stage.allocate(xp, batch, shape, self.dtype, input_grad=i > 0)
         self.capacity, self.sample_shape = batch, sample_shape
 
-    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
+    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None, sample_weight=None):
         ops, xp = self.ops, self.ops.xp
         with ops.context():
             B, sample_shape = X.shape[0], tuple(X.shape[1:])
@@ -154,7 +154,8 @@ class FusedStep(Step):
             for stage in stages:
                 h = stage.forward(ops, h, params, rng)
             scale = 1.0 / B if self.reduction == "mean" else 1.0
-            value = self.plan.head.loss(ops, h, y, scale)  # h, the logits, becomes dlogits
+            # h, the logits, becomes dlogits
+            value = self.plan.head.loss(ops, h, y, scale, sample_weight)
             for stage in reversed(stages):
                 h = stage.backward(ops, h, params, grads)
             W, gW = self.theta[: self.n_weights], self.grad[: self.n_weights]

@@ -28,6 +28,7 @@ from typing import Any
 from anynet.fast.activations import IDENTITY, Activation, activation_of
 from anynet.fast.ops import Ops
 from anynet.nn import layers as L
+from anynet.nn import losses as engine_losses
 from anynet.nn.norm import BatchNorm as BatchNormLayer
 
 __all__ = ["CrossEntropyHead", "Epilogue", "Linear", "Plan", "plan"]
@@ -123,10 +124,26 @@ class CrossEntropyHead:
     def __init__(self, kind: str):
         self.kind = kind  # 'softmax' or 'sigmoid'
 
-    def loss(self, ops: Ops, Z: Array, y: Array, scale: float) -> Any:
+    def loss(
+        self, ops: Ops, Z: Array, y: Array, scale: float, sample_weight: Array | None = None
+    ) -> Any:
+        if sample_weight is not None:
+            return self._weighted_loss(ops, Z, y, scale, sample_weight)
         if self.kind == "softmax":
             return ops.softmax_cross_entropy(Z, y, scale)
         return ops.sigmoid_cross_entropy(Z, y, scale)
+
+    def _weighted_loss(self, ops: Ops, Z: Array, y: Array, scale: float, w: Array) -> Any:
+        """With sample weights: the engine's loss (the generic body), its gradient written
+        into ``Z``. Weighted fits are rarer than plain ones; no kernel of its own is needed."""
+        if self.kind == "softmax":
+            loss = engine_losses.softmax_cross_entropy
+        else:
+            loss = engine_losses.sigmoid_binary_cross_entropy
+        w = ops.xp.asarray(w, dtype=Z.dtype)
+        value, dZ = loss(Z, y, reduction="sum", xp=ops.xp, sample_weight=w)
+        Z[...] = dZ * scale
+        return float(value) * scale
 
 
 @dataclass(frozen=True)

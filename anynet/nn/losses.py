@@ -9,6 +9,11 @@ Targets are integer class labels of shape ``(N,)``, or a ``(N, K)`` array (one-h
 probabilities) of the prediction's dtype. ``reduction='mean'`` averages over the ``N`` samples
 (over all elements for :func:`mean_squared_error`), ``'sum'`` adds them up (the from-scratch
 seed's gradients are sums over the batch).
+
+``sample_weight``, a ``(N,)`` array of the prediction's dtype, multiplies each sample's loss
+(and gradient) before the reduction, so ``'mean'`` still divides by ``N``. A weighted average
+(scikit-learn's ``sum(w * loss) / sum(w)``) is the mean with weights scaled to average 1 over
+the batch, which is what a :class:`~anynet.data.DataLoader` given ``sample_weight`` hands out.
 """
 
 from __future__ import annotations
@@ -44,6 +49,18 @@ def _targets(pred: Array, targets: Array, xp: Any) -> Array:
     return targets
 
 
+def _weighted(values: Array, sample_weight: Array | None, xp: Any) -> Array:
+    """Per-sample ``values`` of shape ``(N, K)`` times the sample weights, if any."""
+    if sample_weight is None:
+        return values
+    if tuple(sample_weight.shape) != (values.shape[0],):
+        raise ValueError(
+            f"sample_weight of shape {tuple(sample_weight.shape)} does not fit a batch of "
+            f"{values.shape[0]} samples: pass one weight per sample, shape ({values.shape[0]},)"
+        )
+    return values * xp.reshape(sample_weight, (-1, 1))
+
+
 def _scale(reduction: str, n: int) -> float:
     if reduction == "mean":
         return 1.0 / n
@@ -53,7 +70,13 @@ def _scale(reduction: str, n: int) -> float:
 
 
 def softmax_cross_entropy(
-    logits: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+    logits: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
 ) -> tuple[Array, Array]:
     """Cross-entropy of ``softmax(logits)`` against ``targets``, from logits.
 
@@ -65,27 +88,40 @@ def softmax_cross_entropy(
     scale = _scale(reduction, logits.shape[0])
     T = _targets(logits, targets, xp)
     logp = F.log_softmax(logits, xp=xp)
-    loss = -xp.sum(T * logp) * scale
+    loss = -xp.sum(_weighted(T * logp, sample_weight, xp)) * scale
     if targets.ndim == 1:
-        dlogits = (xp.exp(logp) - T) * scale
+        dlogits = xp.exp(logp) - T
     else:
-        dlogits = (xp.exp(logp) * xp.sum(T, axis=-1, keepdims=True) - T) * scale
-    return loss, dlogits
+        dlogits = xp.exp(logp) * xp.sum(T, axis=-1, keepdims=True) - T
+    return loss, _weighted(dlogits, sample_weight, xp) * scale
 
 
 def nll_loss(
-    log_probs: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+    log_probs: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
 ) -> tuple[Array, Array]:
     """Negative log-likelihood of log-probabilities (the output of a
     :class:`~anynet.nn.LogSoftmax` layer), as PyTorch's ``nll_loss``."""
     xp = array_namespace(log_probs) if xp is None else xp
     scale = _scale(reduction, log_probs.shape[0])
     T = _targets(log_probs, targets, xp)
+    T = _weighted(T, sample_weight, xp)
     return -xp.sum(T * log_probs) * scale, T * (-scale)
 
 
 def sigmoid_binary_cross_entropy(
-    logits: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+    logits: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
 ) -> tuple[Array, Array]:
     """Per-class sigmoid with binary cross-entropy, from logits, summed over classes.
 
@@ -98,11 +134,18 @@ def sigmoid_binary_cross_entropy(
     T = _targets(logits, targets, xp)
     per_element = xp.where(logits > 0, logits, 0.0) - logits * T
     per_element = per_element + xp.log1p(xp.exp(-xp.abs(logits)))
-    return xp.sum(per_element) * scale, (F.sigmoid(logits, xp=xp) - T) * scale
+    loss = xp.sum(_weighted(per_element, sample_weight, xp)) * scale
+    return loss, _weighted(F.sigmoid(logits, xp=xp) - T, sample_weight, xp) * scale
 
 
 def mean_squared_error(
-    pred: Array, targets: Array, /, *, reduction: str = "mean", xp: Any = None
+    pred: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
 ) -> tuple[Array, Array]:
     """Squared error ``(pred - targets)**2``, averaged over all elements (as PyTorch's
     ``mse_loss``) or summed."""
@@ -110,7 +153,8 @@ def mean_squared_error(
     T = _targets(pred, targets, xp)
     scale = _scale(reduction, math.prod(tuple(pred.shape)))
     diff = pred - T
-    return xp.sum(diff * diff) * scale, diff * (2.0 * scale)
+    weighted = _weighted(diff, sample_weight, xp)
+    return xp.sum(weighted * diff) * scale, weighted * (2.0 * scale)
 
 
 #: Losses by name, for the estimator and model files.

@@ -56,6 +56,7 @@ def loss_and_grads(
     rng: Any = None,
     xp: Any = None,
     updates: dict[str, Array] | None = None,
+    sample_weight: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """The loss on one batch and its gradient with respect to every trained parameter.
 
@@ -82,6 +83,9 @@ def loss_and_grads(
         Where a training pass puts the new values of the model's statistics (a batch norm's
         running mean and variance, :meth:`~anynet.nn.Layer.statistics`); they have no
         gradient.
+    sample_weight : array, optional
+        One weight per sample of the batch, multiplying its loss (see
+        :mod:`anynet.nn.losses`); not the penalties.
 
     Returns
     -------
@@ -95,7 +99,8 @@ def loss_and_grads(
     pred, backprop = model.forward(
         params, X, train=train, rng=rng, xp=xp, input_grad=False, **kwargs
     )
-    value, dpred = get_loss(loss)(pred, y, reduction=reduction, xp=xp)
+    weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+    value, dpred = get_loss(loss)(pred, y, reduction=reduction, xp=xp, **weighted)
     _, grads = backprop(dpred)
     for strength, penalty in ((l1, l1_penalty), (l2, l2_penalty)):
         if strength:
@@ -179,10 +184,18 @@ class Step:
         raise NotImplementedError
 
     def compute_grads(
-        self, X: Array, y: Array, *, l1: float = 0.0, l2: float = 0.0, rng: Any = None
+        self,
+        X: Array,
+        y: Array,
+        *,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        rng: Any = None,
+        sample_weight: Array | None = None,
     ) -> Array:
         """Forward, loss and backprop on one batch; returns the loss (a 0-d device array: read
-        it rarely, every read is a sync) and keeps the gradients for :meth:`apply_grads`."""
+        it rarely, every read is a sync) and keeps the gradients for :meth:`apply_grads`.
+        ``sample_weight`` (one per sample, on the device) multiplies each sample's loss."""
         raise NotImplementedError
 
     def apply_grads(self) -> None:
@@ -217,10 +230,17 @@ class Step:
         return value
 
     def __call__(
-        self, X: Array, y: Array, *, l1: float = 0.0, l2: float = 0.0, rng: Any = None
+        self,
+        X: Array,
+        y: Array,
+        *,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        rng: Any = None,
+        sample_weight: Array | None = None,
     ) -> Array:
         """A whole step on one batch; returns its loss."""
-        loss = self.compute_grads(X, y, l1=l1, l2=l2, rng=rng)
+        loss = self.compute_grads(X, y, l1=l1, l2=l2, rng=rng, sample_weight=sample_weight)
         self.apply_grads()
         return loss
 
@@ -302,7 +322,7 @@ class GenericStep(Step):
     def grads(self) -> dict[str, Array]:
         return self._grads
 
-    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None):
+    def compute_grads(self, X, y, *, l1=0.0, l2=0.0, rng=None, sample_weight=None):
         loss, self._grads = loss_and_grads(
             self.model,
             self._params,
@@ -316,6 +336,7 @@ class GenericStep(Step):
             rng=rng,
             xp=self.xp,
             updates=self._statistics,
+            sample_weight=sample_weight,
         )
         return loss
 
