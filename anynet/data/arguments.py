@@ -25,6 +25,7 @@ __all__ = [
     "check_dtype",
     "check_normalize",
     "check_pin_memory",
+    "check_sample_weight",
     "check_seed",
     "check_standardizer",
     "check_y",
@@ -218,3 +219,37 @@ def check_shard(shard: Any) -> tuple[int, int] | None:
     size = check_int("shard's size", shard[1], minimum=1, hint=hint)
     rank = check_int("shard's rank", shard[0], minimum=0, maximum=size - 1, hint=hint)
     return rank, size
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """One finite, non-negative weight per sample, as float64, not all zero; or None."""
+    if sample_weight is None:
+        return None
+    what = f"an array of {n_samples} finite weights >= 0, one per sample, not all 0"
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"sample_weight must be {what}; got values that are not numbers "
+            f"({type(sample_weight).__name__}). Pass numbers, e.g. np.ones(n_samples)."
+        ) from None
+    if w.ndim == 0:  # a scalar weighs every sample alike, as in scikit-learn
+        w = np.full(n_samples, float(w))
+    if w.shape != (n_samples,):
+        raise DataError(
+            f"sample_weight must be {what}; got shape {w.shape}. Pass the weights of X's "
+            "samples, in X's order."
+        )
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        raise DataError(
+            f"sample_weight must be {what}; got {float(w[bad[0]])!r} at position {int(bad[0])} "
+            f"({len(bad)} such). Weights are counts or importances: give those samples 0 to "
+            "leave them out."
+        )
+    if not w.any():
+        raise DataError(
+            f"sample_weight must be {what}; every weight is zero, so no sample would count. "
+            "Give some samples a positive weight."
+        )
+    return w

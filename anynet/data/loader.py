@@ -93,6 +93,12 @@ class DataLoader:
         gets ``len(loader)`` batches, so no rank waits for another at an epoch's end; where a
         batch has fewer samples than there are ranks (the last one, say), some ranks get an
         empty batch. ``batch_size``, ``n_samples`` and ``len()`` stay the global ones.
+    sample_weight : array_like, optional
+        One finite weight >= 0 per sample (scikit-learn's ``sample_weight``). Batches then
+        come with their weights, scaled to average 1 over each (global) batch: the mean loss
+        of a batch is then the weighted average ``sum(w * loss) / sum(w)`` that scikit-learn
+        trains on, and a weight of 2 counts a sample twice. :meth:`batch_weight` gives each
+        batch's sum of the weights as given. A batch whose weights are all 0 gets weights 0.
 
     Attributes
     ----------
@@ -116,8 +122,11 @@ class DataLoader:
     Notes
     -----
     Iterating gives ``(X_batch, y_batch)``: X floating of shape (B, n_features), y int64 of
-    shape (B,), both on the backend's device. Every sample comes exactly once per epoch (less
-    the left-out tail with ``drop_last``). ``len(loader)`` is the number of batches.
+    shape (B,), both on the backend's device; with ``sample_weight``,
+    ``(X_batch, y_batch, w_batch)``, w of shape (B,) in ``dtype``. The weights follow their
+    samples through the shuffle, the shard and a resumed epoch. Every sample comes exactly
+    once per epoch (less the left-out tail with ``drop_last``). ``len(loader)`` is the number
+    of batches.
 
     To resume a run at epoch k with the shuffles an uninterrupted run would have drawn, build
     the loader with the same seed and call ``loader.set_epoch(k)`` before iterating;
@@ -156,6 +165,7 @@ class DataLoader:
         pin_memory: bool | None = None,
         augment: RandomCropFlip | None = None,
         shard: tuple[int, int] | None = None,
+        sample_weight: Any = None,
     ):
         be = get_backend(backend)
         self.backend = be
@@ -172,6 +182,8 @@ class DataLoader:
         self.seed = arguments.check_seed(seed)
         self.augment = arguments.check_augment(augment, X)
         self.shard = arguments.check_shard(shard)
+        self.sample_weight = arguments.check_sample_weight(sample_weight, self.n_samples)
+        self._batch_weights: np.ndarray | None = None
         self.epoch, self._first_batch = 0, 0
 
         self.image_shape = tuple(X.shape[1:])
@@ -250,6 +262,36 @@ class DataLoader:
         """Samples in batch ``batch`` of an epoch, on all ranks together (the global batch)."""
         return max(0, min(self.batch_size, self._n_used - batch * self.batch_size))
 
+    def batch_weight(self, batch: int) -> float:
+        """The sum of the given weights of batch ``batch`` of the epoch being iterated, on all
+        ranks together: what scikit-learn divides a batch's L2 penalty by. Without
+        ``sample_weight``, :meth:`batch_samples`."""
+        if self.sample_weight is None:
+            return float(self.batch_samples(batch))
+        if self._batch_weights is None:
+            raise RuntimeError("batch_weight() is known once an epoch's iteration has begun")
+        return float(self._batch_weights[batch])
+
+    def _epoch_weights(self, order_host: np.ndarray | None) -> Any:
+        """The epoch's weights in its order, scaled to average 1 over each global batch, on
+        the device (one transfer per epoch); keeps each batch's sum for :meth:`batch_weight`."""
+        w = self.sample_weight if order_host is None else self.sample_weight[order_host]
+        w = w[: self._n_used]
+        starts = np.arange(0, self._n_used, self.batch_size)
+        sums = np.add.reduceat(w, starts)
+        counts = np.diff(np.append(starts, self._n_used))
+        scale = np.divide(counts, sums, out=np.zeros_like(sums), where=sums > 0)
+        self._batch_weights = sums
+        return self.backend.asarray((w * np.repeat(scale, counts)).astype(self._host_dtype))
+
+    def _weighted(self, batches: Iterator, weights: Any, first_row: int) -> Iterator:
+        """``batches`` (from row ``first_row`` on) with their weights: the same rows of the
+        epoch's ``weights``, this rank's part."""
+        for k, (xb, yb) in enumerate(batches):
+            start = first_row + k * self.batch_size
+            lo, hi = self._local(start, min(start + self.batch_size, self._n_used))
+            yield xb, yb, weights[lo:hi]
+
     def _local(self, start: int, stop: int) -> tuple[int, int]:
         """This rank's rows of the batch of rows ``[start, stop)``: all of them unsharded."""
         if self.shard is None:
@@ -280,19 +322,25 @@ class DataLoader:
             return None
         return self.backend.generator(derive_seed(self.seed, epoch)).permutation(self.n_samples)
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         order, epoch, first_row = self.order(), self.epoch, self._first_batch * self.batch_size
         self.epoch, self._first_batch = epoch + 1, 0
         finish = _Finish(self, self._epoch_draws(epoch, first_row), first_row)
+        # The one transfer of a streaming (or weighted) epoch that is not data: its order.
+        order_host = None
+        if order is not None and (self.streaming or self.sample_weight is not None):
+            order_host = self.backend.to_numpy(order)
         if not self.streaming:
-            return self._iter_resident(order, first_row, finish)
-        # The one transfer of a streaming epoch that is not data: its order, at the start.
-        order_host = None if order is None else self.backend.to_numpy(order)
-        if self.pin_memory:
+            batches = self._iter_resident(order, first_row, finish)
+        elif self.pin_memory:
             from anynet.data.pinned import iter_pinned
 
-            return iter_pinned(self, order_host, first_row, finish)
-        return self._iter_streaming(order_host, first_row, finish)
+            batches = iter_pinned(self, order_host, first_row, finish)
+        else:
+            batches = self._iter_streaming(order_host, first_row, finish)
+        if self.sample_weight is None:
+            return batches
+        return self._weighted(batches, self._epoch_weights(order_host), first_row)
 
     def _epoch_draws(self, epoch: int, first_row: int) -> Any:
         """The augmentation's draws for the epoch's batches from row ``first_row`` on, one row

@@ -162,8 +162,9 @@ def train(
         :func:`~anynet.training.select_step` gives the fastest one for a model and backend.
         Its parameters are updated (in place, for a fused step).
     loader : anynet.data.DataLoader
-        Training batches; it must draw its shuffle from ``(its seed, epoch)``. A loader with a
-        ``shard`` gives a data-parallel rank its part of each batch (step: an
+        Training batches, ``(X, y)`` or ``(X, y, sample_weight)``; it must draw its shuffle
+        from ``(its seed, epoch)``. A loader with a ``shard`` gives a data-parallel rank its
+        part of each batch (step: an
         :class:`anynet.distributed.DataParallelStep`); sample counts are then the global
         batches' (``loader.batch_samples(b)``).
     epochs : int
@@ -176,7 +177,9 @@ def train(
         fresh run.
     l1, l2 : float
         Penalty strengths, as for :func:`anynet.nn.loss_and_grads`. With ``l2_per_sample``
-        the L2 strength is divided by each batch's size (scikit-learn's ``alpha``).
+        the L2 strength is divided by each batch's size (scikit-learn's ``alpha``), or by the
+        sum of its sample weights (``loader.batch_weight(b)``) when batches come weighted; a
+        batch of weights all 0 adds no penalty.
     validate : callable, optional
         ``validate(params) -> {'val_accuracy': ..., ...}`` after each epoch.
     callbacks : sequence of Callback
@@ -255,7 +258,7 @@ def train(
                 state.carried_loss, state.carried_seen = 0.0, 0
             state.batch_losses, state.batch_sizes, state.seen = [], [], 0
             t0 = time.perf_counter()
-            for b, (X, y) in enumerate(loader):
+            for b, (X, y, *weights) in enumerate(loader):
                 if b < state.batch:  # resumed mid-epoch: these steps are already in params
                     continue
                 # A data-parallel rank's batch is its part of the global batch b; counts and
@@ -266,7 +269,14 @@ def train(
                 # than 0 add their rank: their samples get masks of their own.
                 key = (seed, epoch, b, 1) if not rank else (seed, epoch, b, 1, rank)
                 rng = backend.generator(derive_seed(*key)) if step.needs_rng else None
-                value = step(X, y, l1=l1, l2=l2 / n if l2_per_sample else l2, rng=rng)
+                # A weighted loader's batches come with their weights; scikit-learn divides the
+                # penalty by their sum, where plain batches divide it by their size.
+                w = weights[0] if weights else None
+                l2_step = l2
+                if l2_per_sample:
+                    total = loader.batch_weight(b) if weights else n
+                    l2_step = l2 / total if total else 0.0
+                value = step(X, y, l1=l1, l2=l2_step, rng=rng, sample_weight=w)
                 state.step += 1
                 state.batch = b + 1
                 state.batch_losses.append(value)
