@@ -25,14 +25,13 @@ from sklearn.utils.validation import check_is_fitted
 from anynet import nn
 from anynet.backends import Backend, backend_of, derive_seed, to_numpy
 from anynet.data import DataLoader, Standardizer
+from anynet.data.arguments import check_sample_weight
 from anynet.distributed import DataParallelStep, from_setting
 from anynet.distributed.agree import check_same_run
 from anynet.errors import ArgumentError, DataError
 from anynet.estimator.base import NetworkEstimator
 from anynet.estimator.images import ImageInputs
-from anynet.estimator.inputs import (
-    encode_labels,
-)
+from anynet.estimator.inputs import class_weights, encode_labels, to_host
 from anynet.estimator.network import (
     OUTPUTS,
     SCALINGS,
@@ -67,6 +66,7 @@ class _Data:
     X_val: np.ndarray | None
     y_val: np.ndarray | None
     n_samples: int  # before the validation split
+    w: np.ndarray | None = None  # each training sample's weight (sample and class weights)
 
 
 class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimator):
@@ -189,6 +189,11 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         sums in rank order (the same bits whatever MPI's algorithm). A
         :class:`~anynet.distributed.Communicator` is used as given. Needs mpi4py
         (``pip install 'anynet-nn[mpi]'``); see the README's "Distributed training".
+    class_weight : dict, 'balanced' or None
+        Weights of the classes, multiplying the samples' weights (``sample_weight``) in the
+        loss: ``{label: weight}`` (labels not named weigh 1), or ``'balanced'``,
+        ``n_samples / (n_classes * np.bincount(y))`` as in scikit-learn's linear models (not
+        with ``partial_fit``, whose calls see only part of the data).
 
     Attributes
     ----------
@@ -260,6 +265,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         learning_rate="constant",
         power_t=0.5,
         distributed=False,
+        class_weight=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -299,6 +305,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         self.learning_rate = learning_rate
         self.power_t = power_t
         self.distributed = distributed
+        self.class_weight = class_weight
 
     # --- parameters -------------------------------------------------------------------------
 
@@ -344,8 +351,14 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
 
     # --- fitting ----------------------------------------------------------------------------
 
-    def fit(self, X, y, validation_data=None, callbacks=None):
+    def fit(self, X, y, sample_weight=None, validation_data=None, callbacks=None):
         """Train on ``X`` (samples in rows; images are flattened) and labels ``y``.
+
+        ``sample_weight`` (one weight >= 0 per sample) weighs each sample's loss as in
+        scikit-learn: each batch's loss is the weighted average ``sum(w * loss) / sum(w)``
+        (and ``alpha``'s penalty is divided by ``sum(w)``), so a weight of 2 counts a sample
+        twice and 0 leaves it out. With ``early_stopping`` the weights are split with the
+        samples; the validation score is unweighted.
 
         ``validation_data=(X_val, y_val)`` records ``val_accuracy`` and ``val_loss`` in
         ``history_`` each epoch without changing how training runs (unlike
@@ -353,14 +366,28 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         :class:`anynet.training.Callback` objects handed to the training loop.
         """
         return self._fit(
-            X, y, incremental=False, validation_data=validation_data, callbacks=callbacks
+            X,
+            y,
+            incremental=False,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            sample_weight=sample_weight,
         )
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``X, y``, continuing from the current weights and optimizer state.
 
-        ``classes`` (every label that will ever appear) is required on the first call.
+        ``classes`` (every label that will ever appear) is required on the first call;
+        ``sample_weight`` weighs the samples as in :meth:`fit`.
         """
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: one call sees only "
+                "part of the data, so its class counts would change from call to call. Compute "
+                "the weights once, sklearn.utils.class_weight.compute_class_weight('balanced', "
+                "classes=classes, y=y) on (a large enough sample of) all the labels, and pass "
+                "them as class_weight=dict(zip(classes, weights))."
+            )
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
@@ -370,9 +397,18 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
                 f"classes={list(classes)!r} differs from the classes of the first call, "
                 f"{list(self.classes_)!r}"
             )
-        return self._fit(X, y, incremental=True, validation_data=None, callbacks=None)
+        return self._fit(
+            X,
+            y,
+            incremental=True,
+            validation_data=None,
+            callbacks=None,
+            sample_weight=sample_weight,
+        )
 
-    def _fit(self, X, y, *, incremental: bool, validation_data, callbacks) -> NNClassifier:
+    def _fit(
+        self, X, y, *, incremental: bool, validation_data, callbacks, sample_weight=None
+    ) -> NNClassifier:
         self._check_params()
         # Continue from the current parameters (partial_fit, or fit with warm_start)?
         warm = "params_" in vars(self) and (incremental or self.warm_start)
@@ -383,8 +419,8 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         seed = self._run_seed(checkpoint if resume else None)
         if comm is not None:  # random_state=None drew a seed on each rank: rank 0's holds
             seed = comm.bcast(seed)
-        data = self._prepare_data(X, y, warm, incremental, validation_data, seed)
-        run = self._run_record(data.X, data.y, seed)
+        data = self._prepare_data(X, y, warm, incremental, validation_data, seed, sample_weight)
+        run = self._run_record(data.X, data.y, seed, data.w)
         if comm is not None:
             check_same_run(comm, run)
         step, state, rate = self._prepare_step(data, be, warm, incremental, seed, run, resume)
@@ -406,7 +442,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
         batch_size = min(200, n) if self.batch_size == "auto" else int(self.batch_size)
         return min(batch_size, n)
 
-    def _prepare_data(self, X, y, warm: bool, incremental: bool, validation_data, seed) -> _Data:
+    def _prepare_data(
+        self, X, y, warm: bool, incremental: bool, validation_data, seed, sample_weight=None
+    ) -> _Data:
         """Phase 1: check and encode the data on the host; hold out a validation split."""
         sample = self._sample_shape(X)
         X, y = self._validate_X_y(X, y, reset=not warm)
@@ -433,21 +471,26 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
                 )
         codes = self._encode(y)
         n_samples = X.shape[0]
+        w = check_sample_weight(to_host(sample_weight), n_samples)
+        w = class_weights(self.class_weight, self.classes_, codes, w)
         X_val = y_val = None
         if self.early_stopping and not incremental:
             stratify = codes if np.bincount(codes).min() >= 2 else None
-            X, X_val, codes, y_val = train_test_split(
+            split = train_test_split(
                 X,
                 codes,
+                *([] if w is None else [w]),
                 test_size=self.validation_fraction,
                 stratify=stratify,
                 random_state=derive_seed(seed, 0, 3),
             )
+            X, X_val, codes, y_val = split[:4]
+            w = None if w is None else split[4]
         elif validation_data is not None:
             Xv, yv = validation_data
             self._check_image_shape(self._sample_shape(Xv))
             X_val, y_val = self._validate_X(Xv, reset=False), self._encode(np.asarray(yv))
-        return _Data(X, codes, X_val, y_val, n_samples)
+        return _Data(X, codes, X_val, y_val, n_samples, w)
 
     def _prepare_step(self, data: _Data, be, warm, incremental, seed, run, resume):
         """Phase 2: the network, where its parameters and optimizer state start (fresh, the
@@ -507,7 +550,14 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             )
         shuffle_seed = derive_seed(seed, 0, 2)
         loader = self._loader(
-            data.X, data.y, batch_size, bool(self.shuffle), shuffle_seed, be, train=True
+            data.X,
+            data.y,
+            batch_size,
+            bool(self.shuffle),
+            shuffle_seed,
+            be,
+            train=True,
+            sample_weight=data.w,
         )
         validate = None
         if data.X_val is not None:
@@ -605,7 +655,9 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
     def _encode(self, y: np.ndarray) -> np.ndarray:
         return encode_labels(y, self.classes_)
 
-    def _loader(self, X, y, batch_size, shuffle, seed, backend, *, train=False) -> DataLoader:
+    def _loader(
+        self, X, y, batch_size, shuffle, seed, backend, *, train=False, sample_weight=None
+    ) -> DataLoader:
         images = getattr(self, "image_shape_", None) is not None
         return DataLoader(
             self._shaped(X),
@@ -621,6 +673,7 @@ class NNClassifier(ClassifierMixin, CheckpointedRun, ImageInputs, NetworkEstimat
             flatten=not images,
             augment=self.augment if train else None,
             shard=self._communicator.shard if train and self._communicator else None,
+            sample_weight=sample_weight,
         )
 
     # --- prediction -------------------------------------------------------------------------

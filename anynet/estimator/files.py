@@ -26,6 +26,7 @@ from anynet import nn
 from anynet.backends import Backend
 from anynet.data import Standardizer
 from anynet.estimator.classifier import NNClassifier
+from anynet.estimator.data_format import check_data_format
 from anynet.estimator.network import OUTPUTS, SCALINGS, weight_layers
 
 __all__ = ["MAX_LABEL_CHARS", "MODEL_PARAMS", "RUN_SETTINGS", "load", "save"]
@@ -39,6 +40,7 @@ MODEL_PARAMS = frozenset(
         "batch_size",
         "beta_1",
         "beta_2",
+        "class_weight",
         "divergence_factor",
         "dropout",
         "dtype",
@@ -186,6 +188,9 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
     hyper["network"] = CUSTOM if isinstance(clf.network, nn.Layer) else clf.network
     if clf.image_shape is not None:
         hyper["image_shape"] = [int(v) for v in clf.image_shape]
+    if isinstance(clf.class_weight, dict):  # labels of any type: one weight per class instead
+        weights = {label: float(w) for label, w in clf.class_weight.items()}
+        hyper["class_weight"] = [weights.get(c, 1.0) for c in clf.classes_.tolist()]
     shape = getattr(clf, "image_shape_", None)
     meta = {
         "estimator": "NNClassifier",
@@ -198,6 +203,9 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
         "history": {k: [float(x) for x in v] for k, v in getattr(clf, "history_", {}).items()},
         "image_shape": None if shape is None else [int(v) for v in shape],
     }
+    data_format = getattr(clf, "data_format_", None)
+    if data_format is not None:  # what the data was, for the command's checks of new data
+        meta["data_format"] = check_data_format(data_format, int(clf.n_features_in_))
     std = getattr(clf, "_standardizer", None)
     if std is not None:
         meta["standardizer"] = {"mean": np.asarray(std.mean), "std": np.asarray(std.std)}
@@ -286,7 +294,7 @@ def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
         scalar = value is None or isinstance(value, bool | int | float | str)
         if key in _FLAGS and not isinstance(value, bool):
             raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a boolean")
-        if key not in ("hidden_layer_sizes", "image_shape") and not scalar:
+        if key not in ("hidden_layer_sizes", "image_shape", "class_weight") and not scalar:
             raise fail(f"its hyper-parameter {key} is {value!r:.80}, not a plain value")
     return kept
 
@@ -377,6 +385,15 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
         isinstance(v, list) and all(map(_is_number, v)) for v in history.values()
     ):
         raise fail("its history is not a mapping of names to lists of numbers")
+    weights = hyper.get("class_weight")
+    if isinstance(weights, list):  # a dict of label to weight, saved one weight per class
+        if len(weights) != len(classes) or not all(
+            _is_number(w) and math.isfinite(w) and w >= 0 for w in weights
+        ):
+            raise fail(f"its class_weight is not {len(classes)} finite weights >= 0", _EDITED)
+        hyper["class_weight"] = dict(zip(classes.tolist(), map(float, weights), strict=True))
+    elif weights not in (None, "balanced"):
+        raise fail(f"its class_weight {weights!r:.80} is not None, 'balanced' or weights", _EDITED)
     custom = hyper.get("network") == CUSTOM
     if custom:  # the user's own layers: the stored network, less the output layer added to it
         hyper["network"] = _own_layers(fail, network, hyper.get("output", "softmax"))
@@ -403,6 +420,11 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
             _EDITED,
         )
     clf.image_shape_ = None if shape is None else tuple(shape)
+    if "data_format" in meta:
+        try:
+            clf.data_format_ = check_data_format(meta["data_format"], clf.n_features_in_)
+        except ValueError as exc:
+            raise fail(str(exc), _EDITED) from None
     # The architecture is built from the checked hyper-parameters and compared with the file's
     # (which its parameters fit): a count, a class list or a setting that disagrees is refused.
     try:

@@ -5,6 +5,7 @@ checked, the data's fingerprint, a seed from scikit-learn's ``random_state``."""
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,14 @@ from sklearn.utils.validation import check_random_state
 
 from anynet.backends import to_numpy
 
-__all__ = ["as_compute_dtype", "encode_labels", "fingerprint", "int_seed", "to_host"]
+__all__ = [
+    "as_compute_dtype",
+    "class_weights",
+    "encode_labels",
+    "fingerprint",
+    "int_seed",
+    "to_host",
+]
 
 
 def to_host(x: Any) -> Any:
@@ -51,6 +59,49 @@ def encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
             f"among the classes {list(classes)[:20]}"
         )
     return codes.astype(np.int64)
+
+
+def class_weights(
+    class_weight: Any, classes: np.ndarray, codes: np.ndarray, sample_weight: np.ndarray | None
+) -> np.ndarray | None:
+    """Each sample's weight: its class's (``class_weight``: None, ``'balanced'`` or a dict of
+    label to weight) times its own (``sample_weight``, checked), or None if neither is given."""
+    if class_weight is None:
+        return sample_weight
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        # scikit-learn's n_samples / (n_classes * np.bincount(y)), over the classes in y
+        counts = np.bincount(codes, minlength=len(classes)).astype(np.float64)
+        present = counts > 0
+        per_class = np.ones(len(classes))
+        per_class[present] = len(codes) / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        per_class = np.ones(len(classes))
+        known = {label: i for i, label in enumerate(classes.tolist())}
+        for label, weight in class_weight.items():
+            if label not in known:
+                raise ValueError(
+                    f"class_weight names the label {label!r}, which is not among the classes "
+                    f"{list(classes)[:20]}; name the classes as y holds them"
+                )
+            value = float(weight) if isinstance(weight, int | float | np.number) else math.nan
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(
+                    f"class_weight[{label!r}] must be a finite number >= 0; got {weight!r}"
+                )
+            per_class[known[label]] = value
+    else:
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict of class label to weight; got "
+            f"{class_weight!r}"
+        )
+    w = per_class[codes]
+    w = w if sample_weight is None else sample_weight * w
+    if not w.any():
+        raise ValueError(
+            f"class_weight={class_weight!r} with these samples' weights gives every sample "
+            "weight 0, so no sample would count; give some class a positive weight"
+        )
+    return w
 
 
 def fingerprint(*arrays: np.ndarray) -> str:

@@ -118,9 +118,12 @@ class CheckpointedRun:
                 return run["seed"]
         return int_seed(self.random_state)
 
-    def _run_record(self, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, Any]:
+    def _run_record(
+        self, X: np.ndarray, y: np.ndarray, seed: int, sample_weight: np.ndarray | None = None
+    ) -> dict[str, Any]:
         """What defines this training run, for its checkpoints: resuming one is refused unless
-        every entry is the same (``max_iter`` is not one: a run may be extended)."""
+        every entry is the same (``max_iter`` is not one: a run may be extended). The samples'
+        weights (``sample_weight`` and ``class_weight`` together) are part of the data."""
         record = {
             "estimator": type(self).__name__,
             "network": self._network()[0].get_config(),
@@ -131,4 +134,6 @@ class CheckpointedRun:
         if hasattr(self, "classes_"):
             record["classes"] = [repr(c) for c in self.classes_.tolist()]
         record["data"] = fingerprint(X, y)
+        if sample_weight is not None:  # an unweighted run's record is as it always was
+            record["sample_weight"] = fingerprint(sample_weight)
         return record
