@@ -69,20 +69,29 @@ LOSSES = [
     pytest.param(nn.sigmoid_binary_cross_entropy, "labels", id="sigmoid_bce"),
     pytest.param(nn.sigmoid_binary_cross_entropy, "probabilities", id="sigmoid_bce-soft"),
     pytest.param(nn.mean_squared_error, "probabilities", id="mse"),
+    pytest.param(nn.half_squared_error, "probabilities", id="half_squared_error"),
+    pytest.param(nn.poisson_loss, "probabilities", id="poisson"),
 ]
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["", "weighted"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize(("loss", "target_kind"), LOSSES)
-def test_loss_gradients(backend, loss, target_kind, reduction):
+def test_loss_gradients(backend, loss, target_kind, reduction, weighted):
     pred = rng.normal(size=(7, 4)) * 3
+    if loss is nn.poisson_loss:  # log-rates: exp(+-9) would drown the finite differences
+        pred = pred / 3
     if target_kind == "labels":
         targets = backend.asarray(rng.integers(0, 4, size=7), dtype="int64")
     else:
         targets = backend.asarray(rng.dirichlet(np.ones(4), size=7), dtype="float64")
+    how = {"reduction": reduction}
+    if weighted:  # one sample left out, one counted 2.5 times
+        w = np.array([1.0, 0.0, 2.5, 1.0, 0.5, 1.0, 3.0])
+        how["sample_weight"] = backend.asarray(w, dtype="float64")
 
     def f(pred):
-        value, dpred = loss(pred, targets, reduction=reduction)
+        value, dpred = loss(pred, targets, **how)
         return value, {"pred": dpred}
 
     check_gradients(f, {"pred": pred}, backend)

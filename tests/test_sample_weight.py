@@ -219,3 +219,18 @@ def test_a_weighted_run_resumes_exactly_and_refuses_other_weights(tmp_path, data
         )
     for k in straight.params_:
         np.testing.assert_array_equal(resumed.params_[k], straight.params_[k])
+
+
+@pytest.mark.parametrize("loss", sorted(nn.losses.LOSSES))
+def test_a_weight_of_2_is_a_sample_counted_twice_in_every_loss(loss):
+    rng = np.random.default_rng(1)
+    pred = rng.normal(size=(6, 3))
+    targets = rng.dirichlet(np.ones(3), size=6)
+    w = np.array([2.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    keep = np.array([0, 0, 1, 2, 4, 5])  # sample 0 twice, sample 3 left out
+    fn = nn.losses.LOSSES[loss]
+    value, grad = fn(pred, targets, reduction="sum", sample_weight=w)
+    value_d, grad_d = fn(pred[keep], targets[keep], reduction="sum")
+    assert float(value) == pytest.approx(float(value_d), rel=1e-12)
+    np.testing.assert_allclose(grad[0], grad_d[0] + grad_d[1], rtol=1e-12)
+    np.testing.assert_allclose(grad[3], 0.0)

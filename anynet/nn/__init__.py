@@ -21,8 +21,10 @@ from anynet.nn.blocks import *  # noqa: F403 (Residual, as anynet.nn.blocks list
 from anynet.nn.conv import *  # noqa: F403 (Conv2D and the pools, as anynet.nn.conv lists them)
 from anynet.nn.layers import *  # noqa: F403 (every layer class, as anynet.nn.layers lists them)
 from anynet.nn.losses import (
+    half_squared_error,
     mean_squared_error,
     nll_loss,
+    poisson_loss,
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "adamw",
     "apply_updates",
     "functional",
+    "half_squared_error",
     "init",
     "l1_penalty",
     "l2_penalty",
@@ -54,6 +57,7 @@ __all__ = [
     "optim",
     "norm",
     "penalties",
+    "poisson_loss",
     "schedules",
     "sgd",
     "sigmoid_binary_cross_entropy",

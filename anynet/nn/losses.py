@@ -27,8 +27,10 @@ from anynet.nn import functional as F
 
 __all__ = [
     "LOSSES",
+    "half_squared_error",
     "mean_squared_error",
     "nll_loss",
+    "poisson_loss",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",
 ]
@@ -157,10 +159,63 @@ def mean_squared_error(
     return xp.sum(weighted * diff) * scale, weighted * (2.0 * scale)
 
 
+def _values(pred: Array, targets: Array) -> Array:
+    """Regression targets: an array of the prediction's shape."""
+    if tuple(targets.shape) != tuple(pred.shape):
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} do not fit predictions of shape "
+            f"{tuple(pred.shape)}: a regression loss takes one target per output"
+        )
+    return targets
+
+
+def half_squared_error(
+    pred: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Half the squared error, summed over the outputs, averaged (or summed) over the samples:
+    the loss whose gradient, ``pred - targets``, scikit-learn's ``MLPRegressor`` trains on
+    (its reported loss also divides by the number of outputs)."""
+    xp = array_namespace(pred) if xp is None else xp
+    scale = _scale(reduction, pred.shape[0])
+    diff = pred - _values(pred, targets)
+    weighted = _weighted(diff, sample_weight, xp)
+    return xp.sum(weighted * diff) * (0.5 * scale), weighted * scale
+
+
+def poisson_loss(
+    log_rate: Array,
+    targets: Array,
+    /,
+    *,
+    reduction: str = "mean",
+    xp: Any = None,
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Half the Poisson deviance of ``exp(log_rate)`` against counts ``targets`` >= 0, from the
+    log-rate: ``exp(z) - t * z + t * log(t) - t``, 0 at ``exp(z) = t``, summed over the outputs
+    and averaged (or summed) over the samples; its gradient is ``exp(z) - t``. scikit-learn's
+    ``MLPRegressor(loss='poisson')``, whose output activation is ``exp``."""
+    xp = array_namespace(log_rate) if xp is None else xp
+    scale = _scale(reduction, log_rate.shape[0])
+    T = _values(log_rate, targets)
+    rate = xp.exp(log_rate)
+    t_log_t = T * xp.log(xp.where(T > 0, T, xp.ones_like(T)))  # 0 log 0 = 0
+    per_element = _weighted(rate - T * log_rate + t_log_t - T, sample_weight, xp)
+    return xp.sum(per_element) * scale, _weighted(rate - T, sample_weight, xp) * scale
+
+
 #: Losses by name, for the estimator and model files.
 LOSSES = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "nll": nll_loss,
     "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
     "mse": mean_squared_error,
+    "half_squared_error": half_squared_error,
+    "poisson": poisson_loss,
 }
