@@ -407,3 +407,33 @@ def test_float_data_keeps_the_generic_gather():
     X = np.random.default_rng(3).random((20, 4))
     loader = DataLoader(X, np.arange(20) % 2, 8, backend="numpy", normalize="standardize")
     assert loader._gather is None
+
+
+def test_regression_targets_follow_their_samples(backend):
+    """targets='values': rows of real targets in the batch dtype, shuffled with their samples,
+    streamed or resident alike."""
+    n = 23
+    X = np.arange(n, dtype=np.float64)[:, None]
+    Y = np.stack([np.arange(n) * 0.5, -np.arange(n) / 3.0], axis=1)
+    for budget in (None, 5 * 8 * 4):
+        loader = DataLoader(
+            X, Y, 5, seed=1, normalize=None, dtype="float64", backend=backend,
+            targets="values", max_device_bytes=budget,
+        )  # fmt: skip
+        assert loader.n_classes is None
+        for Xb, Yb in loader:
+            ids = backend.to_numpy(Xb)[:, 0].astype(int)
+            np.testing.assert_array_equal(backend.to_numpy(Yb), Y[ids])
+
+
+@pytest.mark.parametrize(
+    ("y", "match"),
+    [
+        (np.r_[np.nan, np.ones(5)], "NaN or infinite target at sample 0"),
+        (np.ones((6, 2, 2)), r"shape \(6,\) or \(6, n_outputs\)"),
+        (np.ones(5), r"got shape \(5,\)"),
+    ],
+)
+def test_bad_regression_targets_are_refused(y, match):
+    with pytest.raises(DataError, match=match):
+        DataLoader(np.ones((6, 2)), y, 2, normalize=None, targets="values", backend="numpy")

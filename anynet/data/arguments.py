@@ -28,6 +28,7 @@ __all__ = [
     "check_sample_weight",
     "check_seed",
     "check_standardizer",
+    "check_values",
     "check_y",
 ]
 
@@ -110,6 +111,29 @@ def check_y(y: Any, n_samples: int, num_classes: int | None) -> tuple[np.ndarray
         )
     n_classes = int(num_classes) if num_classes is not None else high + 1
     return y.astype(np.int64, copy=False), n_classes
+
+
+def check_values(y: Any, n_samples: int, host: np.dtype) -> np.ndarray:
+    """Regression targets as ``host`` floats: shape (N,) or (N, n_outputs), all finite."""
+    try:
+        y = np.asarray(y, dtype=host)
+    except (TypeError, ValueError):
+        raise DataError(
+            "y must hold numbers (targets='values': one value per sample, or a row per "
+            f"sample); got values that are not numbers ({type(y).__name__})"
+        ) from None
+    if y.ndim not in (1, 2) or y.shape[0] != n_samples:
+        raise DataError(
+            f"y must be of shape ({n_samples},) or ({n_samples}, n_outputs): one target (or "
+            f"row of targets) per sample of X; got shape {y.shape}"
+        )
+    if not np.all(np.isfinite(y)):
+        at = int(np.flatnonzero(~np.isfinite(y).reshape(n_samples, -1).all(axis=1))[0])
+        raise DataError(
+            f"y holds a NaN or infinite target at sample {at} (or beyond the range of the "
+            "batch dtype); drop or fix those samples"
+        )
+    return y
 
 
 def check_dtype(dtype: Any, backend: Backend) -> tuple[Any, np.dtype]:

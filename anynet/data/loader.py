@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from anynet.backends import Backend, derive_seed, get_backend
-from anynet.checks import check_flag, check_int
+from anynet.checks import check_choice, check_flag, check_int
 from anynet.data import arguments
 from anynet.data.arguments import NORMALIZATIONS
 from anynet.data.augment import RandomCropFlip
@@ -47,7 +47,8 @@ class DataLoader:
         (N, H, W) or (N, C, H, W); uint8 pixels, or floating point. uint8 stays uint8 on the
         device (a quarter of float32); floats are stored in ``dtype``.
     y : array_like
-        Integer class labels of shape (N,), 0 or more.
+        Integer class labels of shape (N,), 0 or more; with ``targets='values'``, numbers of
+        shape (N,) or (N, n_outputs) (a regression's targets), kept in ``dtype``.
     batch_size : int
         Samples per batch; the last batch is smaller unless ``drop_last``.
     shuffle : bool
@@ -93,6 +94,8 @@ class DataLoader:
         gets ``len(loader)`` batches, so no rank waits for another at an epoch's end; where a
         batch has fewer samples than there are ranks (the last one, say), some ranks get an
         empty batch. ``batch_size``, ``n_samples`` and ``len()`` stay the global ones.
+    targets : {'labels', 'values'}
+        What ``y`` holds: class labels, or real values to regress on.
     sample_weight : array_like, optional
         One finite weight >= 0 per sample (scikit-learn's ``sample_weight``). Batches then
         come with their weights, scaled to average 1 over each (global) batch: the mean loss
@@ -106,7 +109,7 @@ class DataLoader:
         Number of samples in the data set.
     n_features : int
         Features per sample (784 for Fashion-MNIST).
-    n_classes : int
+    n_classes : int or None
         ``num_classes``, or ``max(y) + 1``.
     epoch : int
         The epoch the next iteration runs; each ``iter()`` uses it and then adds one.
@@ -166,6 +169,7 @@ class DataLoader:
         augment: RandomCropFlip | None = None,
         shard: tuple[int, int] | None = None,
         sample_weight: Any = None,
+        targets: str = "labels",
     ):
         be = get_backend(backend)
         self.backend = be
@@ -176,8 +180,12 @@ class DataLoader:
         X = arguments.check_X(X)
         self.n_samples = int(X.shape[0])
         self.batch_size = arguments.check_batch_size(batch_size, self.n_samples, self.drop_last)
-        y, self.n_classes = arguments.check_y(y, self.n_samples, num_classes)
+        self.targets = check_choice("targets", targets, ("labels", "values"))
         self.dtype, self._host_dtype = arguments.check_dtype(dtype, be)
+        if self.targets == "labels":
+            y, self.n_classes = arguments.check_y(y, self.n_samples, num_classes)
+        else:  # regression targets: no classes
+            y, self.n_classes = arguments.check_values(y, self.n_samples, self._host_dtype), None
         self.normalize = arguments.check_normalize(normalize, X)
         self.seed = arguments.check_seed(seed)
         self.augment = arguments.check_augment(augment, X)
@@ -204,7 +212,10 @@ class DataLoader:
             self._mean = be.asarray(self.standardizer.mean.reshape(shape).astype(host))
             self._inv_std = be.asarray(self.standardizer.inv_std.reshape(shape).astype(host))
 
-        row_bytes = self._X_host.itemsize * prod(self.sample_shape) + 8  # + the int64 label
+        # + the int64 label (or the targets), and a weight
+        row_bytes = self._X_host.itemsize * prod(self.sample_shape)
+        row_bytes += y.itemsize * prod(y.shape[1:])
+        row_bytes += 0 if self.sample_weight is None else self._host_dtype.itemsize
         resident_bytes = row_bytes * self.n_samples
         budget = arguments.check_budget(max_device_bytes, be)
         self.max_device_bytes = budget
@@ -220,7 +231,7 @@ class DataLoader:
             self.device_bytes = resident_bytes
             # The one copy to the device; every epoch after this works there.
             self._X = be.asarray(self._X_host)
-            self._y = be.asarray(self._y_host, dtype="int64")
+            self._y = be.asarray(self._y_host)
         # The same batches in one pass where the backend has fused kernels.
         self._gather = None
         if not self.streaming:
@@ -379,7 +390,7 @@ class DataLoader:
                 yield self._gather(idx), xp.take(self._y, idx, axis=0)
                 continue
             if order is None:
-                xb, yb = self._X[start:stop, ...], self._y[start:stop]
+                xb, yb = self._X[start:stop, ...], self._y[start:stop, ...]
             else:
                 idx = order[start:stop]
                 xb, yb = xp.take(self._X, idx, axis=0), xp.take(self._y, idx, axis=0)
@@ -399,12 +410,12 @@ class DataLoader:
         for c0 in range(first_row, self._n_used, self._chunk_rows):
             c1 = min(c0 + self._chunk_rows, self._n_used)
             X_host, y_host = self._host_chunk(order, c0, c1)
-            X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host, dtype="int64")
+            X_chunk, y_chunk = be.asarray(X_host), be.asarray(y_host)
             # Chunks hold whole batches, so batch boundaries match the resident path's.
             for start in range(0, c1 - c0, B):
                 # min(): the standard leaves out-of-bounds slices open
                 start, stop = (r - c0 for r in self._local(c0 + start, min(c0 + start + B, c1)))
-                yield finish(X_chunk[start:stop, ...], c0 + start), y_chunk[start:stop]
+                yield finish(X_chunk[start:stop, ...], c0 + start), y_chunk[start:stop, ...]
 
     def __repr__(self) -> str:
         return (

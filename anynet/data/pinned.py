@@ -31,9 +31,10 @@ def iter_pinned(
         copy_stream = cp.cuda.Stream(non_blocking=True)
         shape = (rows, *loader.sample_shape)
         host_X = [cupyx.empty_pinned(shape, dtype=loader._X_host.dtype) for _ in range(2)]
-        host_y = [cupyx.empty_pinned((rows,), dtype=np.int64) for _ in range(2)]
+        y_shape, y_dtype = (rows, *loader._y_host.shape[1:]), loader._y_host.dtype
+        host_y = [cupyx.empty_pinned(y_shape, dtype=y_dtype) for _ in range(2)]
         dev_X = [cp.empty(shape, dtype=loader._X_host.dtype) for _ in range(2)]
-        dev_y = [cp.empty((rows,), dtype=cp.int64) for _ in range(2)]
+        dev_y = [cp.empty(y_shape, dtype=y_dtype) for _ in range(2)]
     uploaded: list[Any] = [None, None]  # copy-stream events: the chunk is on the device
     consumed: list[Any] = [None, None]  # compute-stream events: its batches are converted
 
