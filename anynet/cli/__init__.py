@@ -74,7 +74,7 @@ def _report(prefix: str, message: str) -> None:
 _MEMORY_HINTS = {
     "train": "a smaller --hidden, --batch-size or --limit?",
     "evaluate": "a machine with more memory, or a smaller model?",
-    "predict": "fewer images at once: smaller IDX files, or fewer IMAGE arguments?",
+    "predict": "fewer images at once: smaller IDX files, or fewer INPUT arguments?",
 }
 
 

@@ -1,4 +1,4 @@
-"""``anynet evaluate``: a saved model's scores on the Fashion-MNIST test set."""
+"""``anynet evaluate``: a saved model's scores on the Fashion-MNIST test set, or on ``--data``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from anynet.cli.arguments import BACKEND_HELP, DATA_DIR_HELP, HelpFormatter
 from anynet.cli.data import integer_labels, load_data
 from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
+from anynet.cli.own_data import own_scores
 from anynet.errors import AnynetError
 
 #: The file ``--plots`` writes, in its folder.
@@ -19,13 +20,23 @@ def add_evaluate(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="accuracy, per-class precision and recall, confusion matrix",
-        description="Evaluate a saved model on the Fashion-MNIST test set.",
+        description="Evaluate a saved model on the Fashion-MNIST test set, or on your own data "
+        "(--data) of the kind it was trained on.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("model", type=Path, help="a model file written by anynet train / anynet.save")
     p.add_argument("--backend", default=None, help=BACKEND_HELP)
     p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     p.add_argument("--no-download", action="store_true", help="never download the data")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="your own labelled data, of the kind the model was trained on: a .npz (its X_test "
+        "and y_test if it has them, else X and y), a .csv table with the label column, or a "
+        "folder of class sub-folders (default: Fashion-MNIST's test set)",
+    )
     p.add_argument(
         "--plots",
         type=Path,
@@ -50,13 +61,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             folders=[Place("--plots", args.plots, args.plots, "the plots")],
             reads=[Place("MODEL", args.model, args.model, "the model being evaluated")],
         )
+    if args.data is not None and (args.data_dir is not None or args.no_download):
+        given = "--data-dir" if args.data_dir is not None else "--no-download"
+        raise AnynetError(f"{given} is for Fashion-MNIST; with --data, leave out {given}")
     clf = anynet.load(args.model, backend=args.backend)
-    _check_fashion_mnist_labels(args.model, clf.classes_)
-    (X, y), source = load_data(args, ["test"])
-    print(source, file=sys.stderr)
-    # Whole numbers from 0 to 9 (checked above) as the integers the metrics take: a model
-    # fitted on the labels 0.0 to 9.0 predicts floats.
-    pred = np.asarray(clf.predict(X)).astype(np.int64)
+    if args.data is not None:
+        y, pred, NAMES = own_scores(clf, args.data)
+    else:
+        _check_fashion_mnist_labels(args.model, clf.classes_)
+        (X, y), source = load_data(args, ["test"])
+        print(source, file=sys.stderr)
+        # Whole numbers from 0 to 9 (checked above) as the integers the metrics take: a model
+        # fitted on the labels 0.0 to 9.0 predicts floats.
+        pred = np.asarray(clf.predict(X)).astype(np.int64)
     print(metrics.classification_report(y, pred, class_names=NAMES))
     print()
     print("confusion matrix (rows: true class, columns: predicted)")

@@ -1,5 +1,6 @@
 """``anynet predict``: classify images, read from PNG/JPEG or IDX files as Fashion-MNIST's
-kind of 28x28 gray."""
+kind of 28x28 gray; or, for a model trained on your own data, samples of that kind (rows of a
+CSV table, a .npz's X, images)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,33 @@ from pathlib import Path
 
 from anynet.cli.arguments import BACKEND_HELP, HelpFormatter, positive_int
 from anynet.cli.data import class_names
+from anynet.cli.own_data import as_model_input, model_format, read_for_model
 from anynet.errors import AnynetError
 
 
 def add_predict(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
-        help="classify images (PNG/JPEG, or IDX files)",
+        help="classify images (PNG/JPEG, or IDX files), or your own data's samples",
         description="Print the predicted class and top probabilities of each image. PNG and "
         "JPEG images must be 28x28, Fashion-MNIST style (a light object on a dark background; "
         "--invert for dark on light), and are read as 8-bit gray: 16-bit gray scaled by its "
         "bit depth, colour by its luma, transparent pixels (alpha, or the colour a PNG names "
         "transparent) as the background (black, or white with --invert); other modes, such "
         "as CMYK, are refused. An IDX file may hold many. A model trained on Fashion-MNIST's "
-        "labels 0 to 9 answers with their names; any other model with its own class labels.",
+        "labels 0 to 9 answers with their names; any other model with its own class labels. A "
+        "model trained with --data takes data of its kind: a .csv table with its columns, a "
+        ".npz whose X has its samples' shape, or images of its size (files, or a folder of "
+        "them or of class sub-folders).",
         formatter_class=HelpFormatter,
     )
     p.add_argument("model", type=Path, help="a model file written by anynet train / anynet.save")
     p.add_argument(
-        "images", type=Path, nargs="+", metavar="IMAGE", help="PNG, JPEG or IDX (.gz) files"
+        "images",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="PNG, JPEG or IDX (.gz) files; .npz or .csv files, or folders of images",
     )
     p.add_argument("--top", type=positive_int, default=3, help="probabilities to show")
     p.add_argument("--invert", action="store_true", help="invert PNG/JPEG images first")
@@ -248,16 +257,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import anynet
 
     clf = anynet.load(args.model, backend=args.backend)
-    classes = class_names(clf.classes_)
+    own = model_format(clf) is not None  # trained with --data: its own kinds of input
+    if own and args.invert:
+        raise AnynetError("--invert is for Fashion-MNIST's kind of images; leave it out")
+    classes = [str(c) for c in clf.classes_.tolist()] if own else class_names(clf.classes_)
     for path in args.images:
-        images = _read_images(path, args.invert, clf.n_features_in_)
+        if own or path.is_dir() or path.suffix.lower() in (".npz", ".csv"):
+            images, _, labels = read_for_model(clf, path, "INPUT", labels=False)
+            images = as_model_input(clf, images)
+        else:
+            images = _read_images(path, args.invert, clf.n_features_in_)
+            labels = [f"{path}[{i}]" for i in range(len(images))] if len(images) > 1 else [path]
         # A chunk at a time: an IDX file may hold millions of images, and the network's floats
         # for all of them at once would take many times the file's bytes.
         for start in range(0, len(images), _CHUNK):
             proba = clf.predict_proba(images[start : start + _CHUNK])
             for i, p in enumerate(proba, start):
                 order = np.argsort(p)[::-1][: args.top]
-                label = f"{path}[{i}]" if len(images) > 1 else str(path)
+                label = labels[i]
                 names = [classes[k] for k in order]
                 top = ", ".join(f"{n} {p[k]:.1%}" for n, k in zip(names, order, strict=True))
                 print(f"{label}: {names[0]}  ({top})")

@@ -1,4 +1,4 @@
-"""``anynet train``: train a classifier on Fashion-MNIST and save it."""
+"""``anynet train``: train a classifier on Fashion-MNIST, or on your own data, and save it."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from anynet.cli.outputs import (
     check_output,
     check_resumable,
 )
+from anynet.cli.own_data import add_train_data, check_train_flags, final_line, training_data
 from anynet.errors import AnynetError
 from anynet.estimator.network import ACTIVATIONS, SCHEDULES
 
@@ -93,9 +94,10 @@ PLOTS = (
 def add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a classifier on Fashion-MNIST",
+        help="train a classifier on Fashion-MNIST or on your own data",
         description="Train an anynet classifier on Fashion-MNIST (found offline or downloaded "
-        "and verified), report test accuracy each epoch, and save the model.",
+        "and verified) or on your own data (--data), report validation accuracy each epoch "
+        "and test accuracy at the end, and save the model.",
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("where")
@@ -105,6 +107,7 @@ def add_train(subparsers) -> None:
     )
     g.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     g.add_argument("--no-download", action="store_true", help="never download the data")
+    add_train_data(g)
     g = p.add_argument_group("network")
     g.add_argument(
         "--model",
@@ -385,6 +388,7 @@ def _train(args: argparse.Namespace, comm) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise AnynetError("--resume needs --checkpoint-dir, the folder holding the checkpoint")
     _fill_defaults(args)
+    check_train_flags(args)
     if args.plots is not None:
         check_can_plot()  # before the run, not after it
     # Every path the run will write, checked before the data is loaded: a bad one used to fail
@@ -397,10 +401,9 @@ def _train(args: argparse.Namespace, comm) -> int:
         check_output("--checkpoint-dir", args.checkpoint_dir, folder=True)
         check_resumable(args.checkpoint_dir, args.resume)
     _check_outputs_apart(args)
-    (X, y, X_test, y_test), source = _load_in_turn(args, comm)
+    data = training_data(args, lambda: _load_in_turn(args, comm), _first)
+    X, y = data.X, data.y
     root = comm is None or comm.is_root  # the rank that prints and writes
-    if args.limit:
-        X, y = _first(args.limit, X, y)
     cnn = args.model == "cnn"
     clf = NNClassifier(
         network="cnn" if cnn else None,
@@ -440,18 +443,18 @@ def _train(args: argparse.Namespace, comm) -> int:
     if root:
         ranks = "" if comm is None else f", data-parallel on {comm.size} ranks ({comm.name})"
         what = (
-            f"training {_describe(clf)} on {len(X):,} images, backend "
+            f"training {_describe(clf, data)} on {data.what()}, backend "
             f"{get_backend(args.backend).spec}{ranks}"
         )
         # What is read, then what trains; after the last check that can refuse the run (a
         # backend that cannot run here), so that a refused run's error stands alone.
-        print(source, file=sys.stderr)
+        print(data.source, file=sys.stderr)
         print(what, file=sys.stderr)
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings(), in_flags():
             warnings.simplefilter("ignore", ConvergenceWarning)  # running all epochs is the plan
-            clf.fit(X, y, validation_data=(X_test, y_test))
+            clf.fit(X, y, validation_data=data.validation)
     except KeyboardInterrupt as exc:
         import signal
 
@@ -468,15 +471,13 @@ def _train(args: argparse.Namespace, comm) -> int:
     seconds = time.perf_counter() - t0
     if not root:  # every rank holds the same model: rank 0 writes it
         return 0
+    clf.data_format_ = data.data_format  # evaluate and predict check new data against it
     _save(clf, args)
-    history = clf.history_
-    test_acc = history["val_accuracy"][-1]
-    print(
-        f"test accuracy {test_acc:.2%} after {clf.n_iter_} epochs "
-        f"(best {max(history['val_accuracy']):.2%}), {seconds:.0f} s; model: {args.out}"
-    )
+    print(final_line(clf, data, seconds, args.out))
     if args.plots is not None:
-        _write_plots(clf, X_test, y_test, args.plots)
+        _write_plots(
+            clf, *data.test, args.plots, monitored="test" if data.monitors_test else "validation"
+        )
         print(f"plots: {args.plots}/")
     return 0
 
@@ -520,7 +521,8 @@ def _check_outputs_apart(args: argparse.Namespace) -> None:
             Place("--plots", args.plots, args.plots / n, f"the plot {n}", through=True)
             for n in PLOTS
         ]
-    check_apart(writes, folders=folders)
+    reads = [] if args.data is None else [Place("--data", args.data, args.data, "the data")]
+    check_apart(writes, folders=folders, reads=reads)
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
@@ -557,12 +559,15 @@ def _first(limit: int, X, y):
     return X[:limit], y[:limit]
 
 
-def _describe(clf) -> str:
+def _describe(clf, data) -> str:
+    import numpy as np
+
     if clf.network == "cnn":
         what = "the default CNN"
         how = ", crops and flips" if clf.augment is not None else ""
     else:
-        what = "-".join(str(s) for s in (784, *clf.hidden_layer_sizes, 10))
+        sizes = (data.X[0].size, *clf.hidden_layer_sizes, len(np.unique(data.y)))
+        what = "-".join(str(s) for s in sizes)
         what, how = f"{what} {clf.activation} MLP", ""
     rate = f"lr {clf.learning_rate_init}" + (
         f" {clf.learning_rate}" if clf.learning_rate != "constant" else ""
@@ -570,7 +575,7 @@ def _describe(clf) -> str:
     return f"{what} ({clf.solver}, {rate}, batch {clf.batch_size}, {clf.max_iter} epochs{how})"
 
 
-def _write_plots(clf, X_test, y_test, directory: Path) -> None:
+def _write_plots(clf, X_test, y_test, directory: Path, monitored: str = "test") -> None:
     from anynet import metrics, plots
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
 
@@ -579,8 +584,8 @@ def _write_plots(clf, X_test, y_test, directory: Path) -> None:
     proba = clf.predict_proba(X_test)
     pred = clf.classes_[proba.argmax(axis=1)]
     history = {k: v for k, v in clf.history_.items() if k != "epoch_seconds"}
-    # The monitored set is the test set: monitored, never used to choose anything.
-    plots.plot_learning_curves(history, path=path["learning_curves"], val_label="test")
+    # The monitored set (the test set, or the validation split): never used to choose anything.
+    plots.plot_learning_curves(history, path=path["learning_curves"], val_label=monitored)
     plots.plot_predictions(X_test[:25], y_test[:25], pred[:25], NAMES, path=path["predictions"])
     plots.plot_image_probabilities(
         X_test[0], proba[0], NAMES, true_label=int(y_test[0]), path=path["probabilities"]
