@@ -63,15 +63,17 @@ class TrainingData:
     monitors_test: bool  # the epochs' validation metrics are the test set's
 
     def what(self) -> str:
-        """``1,200 samples of 4 features (133 held out for validation)``."""
+        """``1,200 samples of 4 features (133 more held out for validation)``; Fashion-MNIST's
+        ``60,000 images``, as before ``--data``."""
         shape = self.X.shape[1:]
         size = f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape)) + " images"
+        size = f"samples of {size}" if self.data_format is not None else "images"
         held = (
             f" ({len(self.validation[0]):,} more held out for validation)"
             if self.validation is not None and not self.monitors_test
             else ""
         )
-        return f"{len(self.X):,} samples of {size}{held}"
+        return f"{len(self.X):,} {size}{held}"
 
 
 def data_error(path: Path, exc: Exception, flag: str = "--data") -> AnynetError:
