@@ -168,7 +168,8 @@ def test_library_words_become_flags():
     assert flag_words(said).splitlines()[1:4] == [
         "  --batch-size: the checkpoint's run has 128, this one 64",
         "  --lr: the checkpoint's run has 0.001, this one 0.01",
-        '  the data (--data-dir, --limit): the checkpoint\'s run has "ab", this one "cd"',
+        "  the data (--data, --data-dir, --limit, --validation-fraction): the checkpoint's run "
+        'has "ab", this one "cd"',
     ]
     assert flag_words("random_state must be an integer; got -1") == (
         "--seed must be an integer; got -1"

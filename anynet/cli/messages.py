@@ -46,7 +46,7 @@ _FLAGS = {
 #: Run-record keys that no one flag sets (listed by a checkpoint that belongs to another run).
 _RECORD_KEYS = {
     "network": "the network (--hidden, --activation, --dropout)",
-    "data": "the data (--data-dir, --limit)",
+    "data": "the data (--data, --data-dir, --limit, --validation-fraction)",
     "classes": "the classes (--limit)",
 }
 #: Whole phrases first, where the generic rules below would read badly.
