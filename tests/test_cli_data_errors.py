@@ -121,6 +121,24 @@ def test_npz_nan_is_named_where_it_is(tmp_path, capsys):
     train_refused(capsys, tmp_path, data, "1 NaN or infinite", "sample 5 (feature 2)")
 
 
+def test_npz_header_asking_for_terabytes(tmp_path, capsys):
+    # A forged header: 80 TB of float64 announced in a 144-byte member. NumPy allocates what
+    # a header says before reading; the header is checked against the member's size first.
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    fields = {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**6)}
+    np.lib.format.write_array_header_1_0(header, fields)
+    labels = io.BytesIO()
+    np.save(labels, np.arange(3))
+    data = tmp_path / "forged.npz"
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("X.npy", header.getvalue() + bytes(16))
+        archive.writestr("y.npy", labels.getvalue())
+    train_refused(capsys, tmp_path, data, "header of X announces (10000000, 1000000)", "forged")
+
+
 def test_not_a_npz(tmp_path, capsys):
     data = tmp_path / "text.npz"
     data.write_text("X,y\n1,2\n")

@@ -125,6 +125,8 @@ def read_npz(path: Path, labels: bool = True) -> dict[str, np.ndarray]:
         try:
             with zipfile.ZipFile(f) as archive:
                 members = archive.infolist()
+                for member in members:
+                    _check_npy_header(path, archive, member)
         except zipfile.BadZipFile as exc:
             raise DataError(f"{path}: a damaged .npz file ({exc})") from None
         names = [m.filename.removesuffix(".npy") for m in members]
@@ -143,6 +145,7 @@ def read_npz(path: Path, labels: bool = True) -> dict[str, np.ndarray]:
                 f"{MAX_NPZ_BYTES >> 30} GiB from a .npz"
             )
         arrays = {}
+        f.seek(0)
         try:
             with np.load(f, allow_pickle=False) as npz:
                 for key in NPZ_KEYS:
@@ -169,6 +172,35 @@ def read_npz(path: Path, labels: bool = True) -> dict[str, np.ndarray]:
             f"{arrays['X'].shape[1:]}; expected the same"
         )
     return arrays
+
+
+def _check_npy_header(path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> None:
+    """Refuse an array of a ``.npz`` by its header, before NumPy allocates it: one of Python
+    objects, or one whose header asks for more bytes than the member holds (NumPy would
+    allocate what the header says first)."""
+    name = member.filename.removesuffix(".npy")
+    fmt = np.lib.format
+    try:
+        with archive.open(member) as fh:
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: its array {name} is not a NumPy array file ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: {name} is an object array (Python objects, which loading would unpickle "
+            "and run); anynet reads only numeric arrays and string labels: save X as numbers "
+            "and y as integers or strings (y.astype(str))"
+        )
+    size = dtype.itemsize
+    for n in shape:
+        size *= n
+    if size > member.file_size:
+        raise DataError(
+            f"{path}: the header of {name} announces {shape} {dtype} values, {size:,} bytes, "
+            f"and the file holds {member.file_size:,}: it is damaged or forged"
+        )
 
 
 def read_csv(
