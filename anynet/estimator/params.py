@@ -14,7 +14,6 @@ from anynet.data import RandomCropFlip
 from anynet.estimator.network import (
     ACTIVATIONS,
     NETWORKS,
-    OUTPUTS,
     SCALINGS,
     SCHEDULES,
     SGD_SCHEDULES,
@@ -38,7 +37,6 @@ def check_params(est: Any) -> None:
     check_choice("activation", est.activation, ACTIVATIONS)
     lbfgs = "lbfgs needs the whole data set per step; use 'adam'"
     check_choice("solver", est.solver, SOLVERS, lbfgs if est.solver == "lbfgs" else "")
-    check_choice("output", est.output, OUTPUTS)
     check_choice("learning_rate", est.learning_rate, SCHEDULES)
     if est.learning_rate in SGD_SCHEDULES and est.solver != "sgd":
         warnings.warn(
