@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # Heavier faces load on first use, so `import anynet` stays quick (scikit-learn, safetensors).
 _LAZY = {
     "NNClassifier": ("anynet.estimator", "NNClassifier"),
+    "NNRegressor": ("anynet.estimator", "NNRegressor"),
     "save": ("anynet.estimator", "save"),
     "load": ("anynet.estimator", "load"),
 }
@@ -42,6 +43,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "NNClassifier",
+    "NNRegressor",
     "__version__",
     "available_backends",
     "backend_status",

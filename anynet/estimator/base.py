@@ -109,11 +109,12 @@ class NetworkEstimator(BaseEstimator):
         X = validate_data(self, X, reset=reset, dtype="numeric", order="C")
         return self._as_compute_dtype(X)
 
-    def _validate_X_y(self, X, y, *, reset: bool):
+    def _validate_X_y(self, X, y, *, reset: bool, **checks: Any):
+        """``checks`` go to scikit-learn's ``validate_data`` (``multi_output=True``...)."""
         X, y = to_host(X), to_host(y)
         if getattr(X, "ndim", 2) > 2:
             X = np.reshape(X, (X.shape[0], -1))
-        X, y = validate_data(self, X, y, reset=reset, dtype="numeric", order="C")
+        X, y = validate_data(self, X, y, reset=reset, dtype="numeric", order="C", **checks)
         return self._as_compute_dtype(X), y
 
     def _as_compute_dtype(self, X: np.ndarray) -> np.ndarray:

@@ -65,7 +65,7 @@ def build_network(
     n_out: int,
     *,
     activation: str,
-    output: str,
+    output: str | None,
     dropout: float,
     init: str,
     network: str | nn.Layer | None = None,
@@ -75,9 +75,10 @@ def build_network(
 
     ``network`` ``None`` is the MLP of ``hidden`` and ``activation``; ``'cnn'`` is
     :func:`default_cnn` for images of ``image_shape``; an anynet layer is used as given (it
-    must map a batch to ``n_out`` logits). The output layer of ``output`` follows each.
+    must map a batch to ``n_out`` logits). The output layer of ``output`` follows each;
+    ``output=None`` adds none (a regressor's outputs: then the loss and link are None).
     """
-    last, loss, link = OUTPUTS[output]
+    last, loss, link = OUTPUTS[output] if output is not None else (None, None, None)
     if isinstance(network, nn.Layer):
         layers = list(network.layers) if type(network) is nn.Sequential else [network]
     elif network == "cnn":

@@ -1,0 +1,132 @@
+"""NNRegressor: scikit-learn's check suite, MLPRegressor's accuracy, its losses and outputs,
+sample weights, every backend, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_friedman1
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPRegressor
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from anynet import NNRegressor
+from anynet.errors import CheckpointMismatchError
+from anynet.training import Callback
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([NNRegressor(hidden_layer_sizes=(16,), max_iter=100, random_state=0)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def friedman():
+    X, y = make_friedman1(n_samples=1000, noise=0.5, random_state=0)
+    return train_test_split(X, y, random_state=0)
+
+
+def test_matches_mlpregressor_on_friedman1(friedman):
+    """The same network and settings reach MLPRegressor's held-out R² within noise (its own
+    spread over seeds is about 0.01)."""
+    Xtr, Xte, ytr, yte = friedman
+    ours, theirs = [], []
+    for seed in (0, 1):
+        kw = dict(hidden_layer_sizes=(64,), max_iter=300, random_state=seed)
+        ours.append(NNRegressor(**kw).fit(Xtr, ytr).score(Xte, yte))
+        theirs.append(MLPRegressor(**kw).fit(Xtr, ytr).score(Xte, yte))
+    assert np.mean(ours) > 0.7
+    assert np.mean(ours) == pytest.approx(np.mean(theirs), abs=0.03)
+
+
+def test_outputs_shapes_and_attributes(friedman):
+    Xtr, Xte, ytr, _ = friedman
+    one = NNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(Xtr, ytr)
+    assert one.predict(Xte).shape == (len(Xte),)
+    assert (one.n_outputs_, one.out_activation_, one.n_layers_) == (1, "identity", 3)
+    Y = np.stack([ytr, -ytr, ytr / 10], axis=1)
+    many = NNRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(Xtr, Y)
+    assert many.predict(Xte).shape == (len(Xte), 3)
+    assert many.n_outputs_ == 3
+    assert [c.shape for c in many.coefs_] == [(10, 8), (8, 3)]
+    with pytest.raises(ValueError, match="y has 1 outputs, but this regressor was fitted with 3"):
+        many.partial_fit(Xtr, ytr)
+
+
+def test_poisson_predicts_rates_and_refuses_negative_targets(friedman):
+    Xtr, Xte, ytr, _ = friedman
+    counts = np.round(ytr / 5)
+    model = NNRegressor(loss="poisson", hidden_layer_sizes=(16,), max_iter=30, random_state=0)
+    model.fit(Xtr, counts)
+    assert model.out_activation_ == "exp"
+    assert (model.predict(Xte) > 0).all()
+    assert model.score(Xtr, counts) > 0.3
+    with pytest.raises(ValueError, match="loss='poisson' needs targets y >= 0"):
+        NNRegressor(loss="poisson", max_iter=1).fit(Xtr, ytr - 20)
+
+
+def test_weight_2_equals_duplicated_samples(friedman):
+    Xtr, _, ytr, _ = friedman
+    X, y = Xtr[:80], ytr[:80]
+    w = np.ones(80)
+    w[:10] = 2.0
+    kw = dict(
+        hidden_layer_sizes=(8,), max_iter=10, shuffle=False, random_state=0, dtype="float64",
+        alpha=0.01, batch_size=200,
+    )  # fmt: skip
+    weighted = NNRegressor(**kw).fit(X, y, sample_weight=w)
+    duplicated = NNRegressor(**kw).fit(np.r_[X, X[:10]], np.r_[y, y[:10]])
+    for k in duplicated.params_:
+        np.testing.assert_allclose(weighted.params_[k], duplicated.params_[k], atol=1e-12)
+
+
+def test_every_backend_fits_what_numpy_fits(backend, friedman):
+    Xtr, Xte, ytr, _ = friedman
+    # without shuffling: each backend draws its own orders
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, dtype="float64", shuffle=False)
+    ref = NNRegressor(**kw, backend="numpy").fit(Xtr, ytr)
+    got = NNRegressor(**kw, backend=backend).fit(Xtr, ytr)
+    np.testing.assert_allclose(got.predict(Xte), ref.predict(Xte), rtol=1e-8, atol=1e-8)
+
+
+class _StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_fit_resumes_exactly(tmp_path, friedman):
+    Xtr, _, ytr, _ = friedman
+    X, y = Xtr[:200], ytr[:200]
+    kw = dict(hidden_layer_sizes=(8,), batch_size=32, max_iter=3, random_state=3, dropout=0.2)
+    straight = NNRegressor(**kw).fit(X, y)
+    with pytest.raises(KeyboardInterrupt):
+        NNRegressor(**kw, checkpoint_dir=tmp_path).fit(X, y, callbacks=[_StopAt(10)])
+    with pytest.raises(CheckpointMismatchError):
+        NNRegressor(**kw, checkpoint_dir=tmp_path, resume=True).fit(X, y + 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed = NNRegressor(**kw, checkpoint_dir=tmp_path, resume=True).fit(X, y)
+    for k in straight.params_:
+        np.testing.assert_array_equal(resumed.params_[k], straight.params_[k])
+    assert resumed.loss_curve_ == straight.loss_curve_
+
+
+def test_early_stopping_keeps_r2_scores(friedman):
+    Xtr, _, ytr, _ = friedman
+    model = NNRegressor(
+        hidden_layer_sizes=(32,),
+        max_iter=40,
+        learning_rate_init=0.01,
+        early_stopping=True,
+        random_state=0,
+    ).fit(Xtr, ytr)
+    assert model.validation_scores_ == model.history_["val_r2"]
+    assert model.best_validation_score_ == max(model.validation_scores_) > 0.3
