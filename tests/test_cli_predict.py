@@ -247,7 +247,19 @@ def test_special_files_are_refused_before_reading(model, tmp_path, kind):
         if not path.exists():
             pytest.skip("no /dev/zero here")
     out = anynet_cmd("predict", model, str(path), timeout=60)
-    refused(out, str(path), "not a regular file")
+    # A folder is read as a folder of images (here, none).
+    refused(out, str(path), "holds no .png" if kind == "folder" else "not a regular file")
+
+
+def test_a_folder_of_images_is_each_image(model, tmp_path):
+    for name in ("b.png", "sub/a.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(picture()).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("passed over")
+    out = anynet_cmd("predict", model, str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    said = [line.split(":")[0] for line in out.stdout.splitlines()]
+    assert said == [str(tmp_path / "b.png"), str(tmp_path / "sub" / "a.png")]
 
 
 def test_other_files_are_refused_by_their_first_bytes(model, tmp_path):

@@ -312,6 +312,17 @@ def _class_folder(path: Path, image_files) -> tuple[list[Path], np.ndarray]:
     return files, np.array(labels, dtype=str)
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The images in ``folder`` and in its sub-folders (a class folder's layout), sorted;
+    an error naming it if there are none."""
+    from anynet.datasets.image_folder import image_files
+
+    try:
+        return _all_images(folder, image_files)
+    except DataError as exc:
+        raise data_error(folder, exc, "INPUT") from None
+
+
 def _all_images(folder: Path, image_files) -> list[Path]:
     """The images in ``folder`` and in its sub-folders (a class folder's layout), sorted."""
     files = image_files(folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from anynet.cli.arguments import BACKEND_HELP, HelpFormatter, positive_int
 from anynet.cli.data import class_names
-from anynet.cli.own_data import as_model_input, model_format, read_for_model
+from anynet.cli.own_data import as_model_input, images_in, model_format, read_for_model
 from anynet.errors import AnynetError
 
 
@@ -261,8 +261,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if own and args.invert:
         raise AnynetError("--invert is for Fashion-MNIST's kind of images; leave it out")
     classes = [str(c) for c in clf.classes_.tolist()] if own else class_names(clf.classes_)
-    for path in args.images:
-        if own or path.is_dir() or path.suffix.lower() in (".npz", ".csv"):
+    inputs = []
+    for path in args.images:  # a folder of Fashion-MNIST's kind of images: each image in it
+        inputs += images_in(path) if path.is_dir() and not own else [path]
+    for path in inputs:
+        if own or path.suffix.lower() in (".npz", ".csv"):
             images, _, labels = read_for_model(clf, path, "INPUT", labels=False)
             images = as_model_input(clf, images)
         else:
