@@ -181,12 +181,18 @@ def test_a_new_file_holds_only_model_hyper_parameters(saved):
 
 
 def test_every_parameter_is_either_a_model_parameter_or_a_run_setting():
-    # A new NNClassifier parameter must be classified before files can hold it.
+    # A new NNClassifier or NNRegressor parameter must be classified before files can hold it.
     from anynet.estimator import files
 
-    everything = set(anynet.NNClassifier().get_params())
-    assert files.MODEL_PARAMS | files.RUN_SETTINGS == everything
+    classifier = set(anynet.NNClassifier().get_params())
+    regressor = set(anynet.NNRegressor().get_params())
+    assert files.MODEL_PARAMS | files.RUN_SETTINGS == classifier | regressor
     assert not files.MODEL_PARAMS & files.RUN_SETTINGS
+    # and what one of them has alone is refused in the other's files
+    assert files._OWN == {
+        "NNClassifier": classifier - regressor,
+        "NNRegressor": regressor - classifier,
+    }
 
 
 @pytest.mark.parametrize(

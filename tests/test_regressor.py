@@ -130,3 +130,42 @@ def test_early_stopping_keeps_r2_scores(friedman):
     ).fit(Xtr, ytr)
     assert model.validation_scores_ == model.history_["val_r2"]
     assert model.best_validation_score_ == max(model.validation_scores_) > 0.3
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_save_and_load_give_the_same_predictions(tmp_path, friedman, loss):
+    import anynet
+
+    Xtr, Xte, ytr, _ = friedman
+    Y = np.stack([ytr, ytr / 2], axis=1)
+    model = NNRegressor(
+        loss, hidden_layer_sizes=(8,), max_iter=3, random_state=0, standardize=True
+    ).fit(Xtr, Y)
+    anynet.save(model, tmp_path / "r.safetensors")
+    back = anynet.load(tmp_path / "r.safetensors")
+    assert isinstance(back, NNRegressor)
+    assert (back.loss, back.n_outputs_, back.out_activation_) == (
+        loss,
+        2,
+        model.out_activation_,
+    )
+    np.testing.assert_array_equal(back.predict(Xte), model.predict(Xte))
+    assert back.loss_curve_ == model.loss_curve_
+
+
+def test_a_classifier_setting_in_a_regressor_file_is_refused(tmp_path, friedman):
+    import json
+
+    import anynet
+    from anynet.errors import ModelFileError
+    from anynet.io import load_network, save_network
+
+    Xtr, _, ytr, _ = friedman
+    model = NNRegressor(hidden_layer_sizes=(4,), max_iter=1, random_state=0).fit(Xtr, ytr)
+    path = anynet.save(model, tmp_path / "r.safetensors")
+    network, params, meta = load_network(path, backend="numpy")
+    meta = json.loads(json.dumps(meta, default=lambda a: a.tolist()))
+    meta["params"]["output"] = "softmax"
+    save_network(tmp_path / "edited.safetensors", network, params, metadata=meta)
+    with pytest.raises(ModelFileError, match=r"'output'.*not NNRegressor's"):
+        anynet.load(tmp_path / "edited.safetensors")

@@ -1,7 +1,8 @@
 """``anynet.save`` and ``anynet.load``: a fitted estimator as one safetensors file.
 
 The network and its parameters go through :func:`anynet.io.save_network`; the estimator's
-hyper-parameters, classes, history and input scaling are the file's metadata.
+hyper-parameters, classes (a regressor's number of outputs), history and input scaling are the
+file's metadata.
 
 A file's digest proves it intact, not who wrote it, so :func:`load` checks every value it reads
 against a closed set before using it: the class labels' dtype comes from a short allow-list
@@ -28,6 +29,7 @@ from anynet.data import Standardizer
 from anynet.estimator.classifier import NNClassifier
 from anynet.estimator.data_format import check_data_format
 from anynet.estimator.network import OUTPUTS, SCALINGS, weight_layers
+from anynet.estimator.regressor import NNRegressor
 
 __all__ = ["MAX_LABEL_CHARS", "MODEL_PARAMS", "RUN_SETTINGS", "load", "save"]
 
@@ -52,6 +54,7 @@ MODEL_PARAMS = frozenset(
         "l1",
         "learning_rate",
         "learning_rate_init",
+        "loss",
         "max_iter",
         "momentum",
         "n_iter_no_change",
@@ -84,6 +87,8 @@ RUN_SETTINGS = frozenset(
         "distributed",
     }
 )
+#: The hyper-parameters of one estimator only, refused in the other's files.
+_OWN = {"NNClassifier": frozenset({"output", "class_weight"}), "NNRegressor": frozenset({"loss"})}
 #: What a file's ``network`` hyper-parameter says for a network the user built of anynet layers.
 CUSTOM = "custom"
 _ONCE_SAVED = frozenset({"checkpoint_every", "checkpoint_steps", "resume", "verbose", "warm_start"})
@@ -112,8 +117,6 @@ _LABEL_TYPES = {
 
 _REQUIRED = (
     "params",
-    "classes",
-    "classes_dtype",
     "n_features_in",
     "n_iter",
     "loss_curve",
@@ -162,7 +165,9 @@ def label_array(classes: Any, dtype_name: Any) -> np.ndarray:
     return labels
 
 
-def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
+def _metadata(clf: NNClassifier | NNRegressor, path: Any) -> dict[str, Any]:
+    if isinstance(clf, NNRegressor):
+        return {**_common_metadata(clf), "n_outputs": int(clf.n_outputs_)}
     classes = clf.classes_.tolist()
     try:
         json.dumps(classes)
@@ -182,21 +187,25 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
         label_array(classes, str(clf.classes_.dtype))
     except ValueError as exc:
         raise ValueError(f"cannot save {path}: {exc}") from None
+    meta = _common_metadata(clf)
+    if isinstance(clf.class_weight, dict):  # labels of any type: one weight per class instead
+        weights = {label: float(w) for label, w in clf.class_weight.items()}
+        meta["params"]["class_weight"] = [weights.get(c, 1.0) for c in clf.classes_.tolist()]
+    return {**meta, "classes": classes, "classes_dtype": str(clf.classes_.dtype)}
+
+
+def _common_metadata(clf: NNClassifier | NNRegressor) -> dict[str, Any]:
+    """What the files of both estimators hold: hyper-parameters, history, input scaling."""
     hyper = {k: v for k, v in clf.get_params().items() if k in MODEL_PARAMS}
     hyper["hidden_layer_sizes"] = list(clf._hidden)
     # A network of the user's own is the file's architecture itself, rebuilt from it on load.
     hyper["network"] = CUSTOM if isinstance(clf.network, nn.Layer) else clf.network
     if clf.image_shape is not None:
         hyper["image_shape"] = [int(v) for v in clf.image_shape]
-    if isinstance(clf.class_weight, dict):  # labels of any type: one weight per class instead
-        weights = {label: float(w) for label, w in clf.class_weight.items()}
-        hyper["class_weight"] = [weights.get(c, 1.0) for c in clf.classes_.tolist()]
     shape = getattr(clf, "image_shape_", None)
     meta = {
-        "estimator": "NNClassifier",
+        "estimator": type(clf).__name__,
         "params": hyper,
-        "classes": classes,
-        "classes_dtype": str(clf.classes_.dtype),
         "n_features_in": int(clf.n_features_in_),
         "n_iter": int(clf.n_iter_),
         "loss_curve": [float(v) for v in clf.loss_curve_],
@@ -212,8 +221,9 @@ def _metadata(clf: NNClassifier, path: Any) -> dict[str, Any]:
     return meta
 
 
-def save(model: NNClassifier, path: str | os.PathLike) -> Path:
-    """Write a fitted :class:`NNClassifier` to ``path`` as a safetensors file.
+def save(model: NNClassifier | NNRegressor, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`NNClassifier` or :class:`NNRegressor` to ``path`` as a
+    safetensors file.
 
     The weights are tensors; the architecture, hyper-parameters (:data:`MODEL_PARAMS`),
     classes and input scaling are JSON metadata with an integrity digest. The write is atomic:
@@ -232,8 +242,10 @@ def save(model: NNClassifier, path: str | os.PathLike) -> Path:
 
     from anynet.io import remove_orphans, save_network
 
-    if not isinstance(model, NNClassifier):
-        raise TypeError(f"anynet.save takes a fitted NNClassifier; got {type(model).__name__}")
+    if not isinstance(model, NNClassifier | NNRegressor):
+        raise TypeError(
+            f"anynet.save takes a fitted NNClassifier or NNRegressor; got {type(model).__name__}"
+        )
     check_is_fitted(model, "params_")
     model._check_params()
     network, _, _ = model._network()
@@ -267,15 +279,16 @@ def _is_shape(value: Any) -> bool:
     )
 
 
-def _hyper_parameters(fail: Any, hyper: Any) -> dict[str, Any]:
-    """The model hyper-parameters of a file, each of a kind a model may have."""
+def _hyper_parameters(fail: Any, hyper: Any, estimator: str) -> dict[str, Any]:
+    """The model hyper-parameters of a file of ``estimator``, each of a kind it may have."""
     if not isinstance(hyper, dict):
         raise fail("its hyper-parameters are not a mapping")
-    foreign = sorted(set(hyper) - MODEL_PARAMS - _ONCE_SAVED)
+    others = set().union(*(own for name, own in _OWN.items() if name != estimator))
+    foreign = sorted(set(hyper) - (MODEL_PARAMS - others) - _ONCE_SAVED)
     if foreign:
         raise fail(
             f"its hyper-parameters include {', '.join(map(repr, foreign))[:200]}, which a model "
-            "file never carries (where or how a run happens, or not NNClassifier's)",
+            f"file never carries (where or how a run happens, or not {estimator}'s)",
             _EDITED,
         )
     kept = {k: v for k, v in hyper.items() if k in MODEL_PARAMS}
@@ -341,7 +354,9 @@ def _standardizer(fail: Any, value: Any, n_features: int, dtype: str) -> Standar
     return Standardizer(value["mean"], value["std"])
 
 
-def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNClassifier:
+def load(
+    path: str | os.PathLike, backend: str | Backend | None = None
+) -> NNClassifier | NNRegressor:
     """Read a model written by :func:`save`, ready to predict on ``backend``.
 
     Nothing in the file is executed or imported: the architecture can name only anynet's own
@@ -359,19 +374,55 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
 
     fail = FileErrors(Path(path)).fail
     network, params, meta = load_network(path, backend="numpy")
-    if meta.get("estimator") != "NNClassifier":
+    estimator = meta.get("estimator")
+    if estimator not in _OWN:
         raise fail(
-            "holds a network, not an NNClassifier saved by anynet.save",
+            "holds a network, not an NNClassifier or NNRegressor saved by anynet.save",
             "load it with anynet.io.load_network",
         )
-    missing = [key for key in _REQUIRED if key not in meta]
+    regressor = estimator == "NNRegressor"
+    required = (*_REQUIRED, *(("n_outputs",) if regressor else ("classes", "classes_dtype")))
+    missing = [key for key in required if key not in meta]
     if missing:
         raise fail(f"its metadata lacks {', '.join(map(repr, missing))}", _EDITED)
-    hyper = _hyper_parameters(fail, meta["params"])
+    hyper = _hyper_parameters(fail, meta["params"], estimator)
+    if regressor:
+        n_outputs = meta["n_outputs"]
+        if not (isinstance(n_outputs, int) and not isinstance(n_outputs, bool) and n_outputs):
+            raise fail(f"its n_outputs {n_outputs!r:.80} is not an integer >= 1", _EDITED)
+        if hyper.get("network") == CUSTOM:  # the user's own layers, as they were stored
+            hyper["network"] = network
+        model = NNRegressor(**hyper, backend=backend)
+        model.n_outputs_ = n_outputs
+        return _restore(fail, model, meta, network, params)
     try:
         classes = label_array(meta["classes"], meta["classes_dtype"])
     except ValueError as exc:
         raise fail(str(exc), _EDITED) from None
+    weights = hyper.get("class_weight")
+    if isinstance(weights, list):  # a dict of label to weight, saved one weight per class
+        if len(weights) != len(classes) or not all(
+            _is_number(w) and math.isfinite(w) and w >= 0 for w in weights
+        ):
+            raise fail(f"its class_weight is not {len(classes)} finite weights >= 0", _EDITED)
+        hyper["class_weight"] = dict(zip(classes.tolist(), map(float, weights), strict=True))
+    elif weights not in (None, "balanced"):
+        raise fail(f"its class_weight {weights!r:.80} is not None, 'balanced' or weights", _EDITED)
+    if hyper.get("network") == CUSTOM:  # the user's own layers, less the output layer added
+        hyper["network"] = _own_layers(fail, network, hyper.get("output", "softmax"))
+    clf = NNClassifier(**hyper, backend=backend)
+    clf.classes_ = classes
+    clf.n_outputs_ = len(classes)
+    return _restore(fail, clf, meta, network, params)
+
+
+def _restore(fail: Any, clf: Any, meta: dict, network: nn.Sequential, params: dict) -> Any:
+    """The fitted state both estimators' files hold, checked, set on ``clf`` (its classes or
+    its ``n_outputs_`` set already)."""
+    try:
+        clf._check_params()
+    except (TypeError, ValueError) as exc:
+        raise fail(f"its hyper-parameters are invalid: {exc}", _EDITED) from None
     counts = {"n_features_in": 1, "n_iter": 0}
     for key, low in counts.items():
         value = meta[key]
@@ -385,24 +436,6 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
         isinstance(v, list) and all(map(_is_number, v)) for v in history.values()
     ):
         raise fail("its history is not a mapping of names to lists of numbers")
-    weights = hyper.get("class_weight")
-    if isinstance(weights, list):  # a dict of label to weight, saved one weight per class
-        if len(weights) != len(classes) or not all(
-            _is_number(w) and math.isfinite(w) and w >= 0 for w in weights
-        ):
-            raise fail(f"its class_weight is not {len(classes)} finite weights >= 0", _EDITED)
-        hyper["class_weight"] = dict(zip(classes.tolist(), map(float, weights), strict=True))
-    elif weights not in (None, "balanced"):
-        raise fail(f"its class_weight {weights!r:.80} is not None, 'balanced' or weights", _EDITED)
-    custom = hyper.get("network") == CUSTOM
-    if custom:  # the user's own layers: the stored network, less the output layer added to it
-        hyper["network"] = _own_layers(fail, network, hyper.get("output", "softmax"))
-    clf = NNClassifier(**hyper, backend=backend)
-    try:
-        clf._check_params()
-    except (TypeError, ValueError) as exc:
-        raise fail(f"its hyper-parameters are invalid: {exc}", _EDITED) from None
-    clf.classes_ = classes
     clf.n_features_in_ = meta["n_features_in"]
     clf.n_iter_ = meta["n_iter"]
     clf.loss_curve_ = [float(v) for v in curve]
@@ -414,6 +447,7 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
             "values in all (its n_features_in)",
             _EDITED,
         )
+    custom = isinstance(clf.network, nn.Layer)
     if (shape is None) != (clf.network is None) and not (custom and shape is None):
         raise fail(
             f"its image_shape {shape!r:.80} does not go with its network {clf.network!r:.80}",
@@ -451,8 +485,8 @@ def load(path: str | os.PathLike, backend: str | Backend | None = None) -> NNCla
         else None
     )
     clf.params_ = params
-    clf.n_layers_, clf.n_outputs_ = weight_layers(network) + 1, len(clf.classes_)
-    clf.out_activation_ = "logistic" if clf.output == "sigmoid" else "softmax"
+    clf.n_layers_ = weight_layers(network) + 1
+    clf._record_outputs()
     clf.best_loss_ = min(clf.loss_curve_) if clf.loss_curve_ else None
     clf.t_ = 0
     clf.step_name_ = None
