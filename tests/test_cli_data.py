@@ -230,3 +230,17 @@ def test_the_split_is_taken_from_the_training_data_and_seeded(tmp_path, capsys):
         assert "240 samples of 4 features (60 more held out for validation)" in err
         histories.append(anynet.load(model).history_["val_loss"])
     assert histories[0] == histories[1] != histories[2]
+
+
+def test_plots_of_own_data(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
+    data = write_images(tmp_path / "bars", n=20)
+    plots = tmp_path / "plots"
+    argv = ["train", "--data", str(data), *SMALL, "--plots", str(plots)]
+    code, out, err = run(capsys, *argv, "--out", str(tmp_path / "m.safetensors"))
+    assert code == 0, err
+    drawn = ["learning_curves.png", "confusion_matrix.png", "predictions.png", "probabilities.png"]
+    assert f"plots: {plots}/ ({', '.join(drawn)})" in out  # 4 validation images: no t-SNE map
+    assert sorted(p.name for p in plots.iterdir()) == sorted(drawn)
+    assert all((plots / name).stat().st_size > 1000 for name in drawn)

@@ -100,11 +100,6 @@ def check_train_flags(args: argparse.Namespace) -> None:
         )
     if args.target is not None and _kind(args.data) != "csv":
         raise AnynetError(f"--target names a column of a .csv table; --data {args.data} is not one")
-    if args.plots is not None:
-        raise AnynetError(
-            "--plots draws Fashion-MNIST's images and classes; it is not yet written for "
-            "--data: leave out --plots"
-        )
 
 
 def _kind(path: Path) -> str:
@@ -402,3 +397,44 @@ def own_scores(clf, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     print(f"data: {path}, {len(X):,} labelled samples", file=sys.stderr)
     proba = clf.predict_proba(as_model_input(clf, X))
     return codes, np.asarray(proba).argmax(axis=1), [str(c) for c in clf.classes_.tolist()]
+
+
+def write_plots(clf, data: TrainingData, directory: Path) -> list[str]:
+    """``train --data --plots``: the learning curves; on the test set (else the validation
+    split) the confusion matrix and a t-SNE map, and for gray images a grid of predictions
+    and one image's probabilities. Returns the files written."""
+    from anynet import metrics, plots
+
+    directory.mkdir(parents=True, exist_ok=True)
+    history = {k: v for k, v in clf.history_.items() if k != "epoch_seconds"}
+    monitored = "test" if data.monitors_test else "validation"
+    plots.plot_learning_curves(history, path=directory / "learning_curves.png", val_label=monitored)
+    written = ["learning_curves.png"]
+    scored = data.test if data.test is not None else data.validation
+    if scored is None:
+        return written
+    X, y = scored
+    names = [str(c) for c in clf.classes_.tolist()]
+    codes = np.searchsorted(clf.classes_, y)
+    proba = np.asarray(clf.predict_proba(X))
+    pred = proba.argmax(axis=1)
+    cm = metrics.confusion_matrix(codes, pred, n_classes=len(names))
+    plots.plot_confusion_matrix(cm, names, path=directory / "confusion_matrix.png")
+    written.append("confusion_matrix.png")
+    shape = data.data_format["shape"] if "shape" in data.data_format else None
+    gray = shape is not None and (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1))
+    if gray:  # the images as they are, not their rows
+        images = X.reshape(len(X), *shape[-2:])
+        plots.plot_predictions(
+            images[:25], codes[:25], pred[:25], names, path=directory / "predictions.png"
+        )
+        plots.plot_image_probabilities(
+            images[0], proba[0], names, true_label=int(codes[0]),
+            path=directory / "probabilities.png",
+        )  # fmt: skip
+        written += ["predictions.png", "probabilities.png"]
+    if len(X) >= 5:
+        flat = X.reshape(len(X), -1)
+        plots.plot_tsne(flat, codes, names, n_samples=2000, path=directory / "tsne.png")
+        written.append("tsne.png")
+    return written

@@ -31,7 +31,13 @@ from anynet.cli.outputs import (
     check_output,
     check_resumable,
 )
-from anynet.cli.own_data import add_train_data, check_train_flags, final_line, training_data
+from anynet.cli.own_data import (
+    add_train_data,
+    check_train_flags,
+    final_line,
+    training_data,
+    write_plots,
+)
 from anynet.errors import AnynetError
 from anynet.estimator.network import ACTIVATIONS, SCHEDULES
 
@@ -474,7 +480,10 @@ def _train(args: argparse.Namespace, comm) -> int:
     clf.data_format_ = data.data_format  # evaluate and predict check new data against it
     _save(clf, args)
     print(final_line(clf, data, seconds, args.out))
-    if args.plots is not None:
+    if args.plots is not None and data.data_format is not None:
+        written = write_plots(clf, data, args.plots)
+        print(f"plots: {args.plots}/ ({', '.join(written)})")
+    elif args.plots is not None:
         _write_plots(
             clf, *data.test, args.plots, monitored="test" if data.monitors_test else "validation"
         )
