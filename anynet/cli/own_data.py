@@ -78,11 +78,7 @@ class TrainingData:
 
 def data_error(path: Path, exc: Exception, flag: str = "--data") -> AnynetError:
     """A refusal of the data, naming the flag: ``--data my.csv: row 3, column 'a': ...``."""
-    message = str(exc)
-    prefix = f"{path}: "
-    if message.startswith(prefix):
-        message = message[len(prefix) :]
-        return AnynetError(f"{flag} {path}: {message}")
+    message = str(exc).removeprefix(f"{path}: ")  # the path is said once, after the flag
     return AnynetError(f"{flag} {path}: {message}")
 
 
@@ -116,8 +112,8 @@ def _kind(path: Path) -> str:
 
 
 def read_labelled(path: Path, target: str | None = None) -> dict[str, Any]:
-    """``--data``: ``{"X", "y", "test" (or None), "format", "classes"}``; X as the file gave it
-    (images ``(n, channels, height, width)``)."""
+    """``--data``: ``{"X", "y", "test" (``(X_test, y_test)`` or None), "format"}``; X as the
+    file gave it (a folder's images as ``(n, channels, height, width)``)."""
     from anynet.datasets.image_folder import read_image_folder
     from anynet.datasets.tables import read_csv, read_npz
 

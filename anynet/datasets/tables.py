@@ -18,7 +18,6 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -327,10 +326,3 @@ def _is_number(text: str) -> bool:
 def _names(names: list[str], shown: int = 12) -> str:
     out = ", ".join(repr(n) for n in names[:shown])
     return out + (f", ... ({len(names)} in all)" if len(names) > shown else "")
-
-
-def describe(X: Any) -> str:
-    """``1,000 samples of 4 features`` or ``of 1x28x28 images``."""
-    shape = X.shape[1:]
-    what = f"{shape[0]} features" if len(shape) == 1 else "x".join(map(str, shape)) + " images"
-    return f"{len(X):,} samples of {what}"
