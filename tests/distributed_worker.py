@@ -10,7 +10,9 @@ Modes:
   in CHECKPOINTS (resumed if one is there), and rank 0 writes its ``params_``, ``n_iter_`` and
   history to ``OUT``;
 - ``kill OUT CHECKPOINTS STEP``: the same fit, but rank 1 kills itself (SIGKILL) at global
-  step STEP; ``crash`` raises there instead.
+  step STEP; ``crash`` raises there instead;
+- ``weighted OUT``: fits :func:`weighted_classifier` data-parallel with :func:`weights`, and
+  rank 0 writes its ``params_`` to ``OUT``.
 """
 
 from __future__ import annotations
@@ -119,9 +121,31 @@ def fit(out: Path, checkpoints: str, epochs: int, die: tuple[str, int] | None = 
         )
 
 
+def weights() -> np.ndarray:
+    """Sample weights with zeros, and a last batch (of 2) whose weights are 0 and 3."""
+    return (np.arange(N) % 4).astype("float64")
+
+
+def weighted_classifier(**kw):
+    from anynet import NNClassifier
+
+    return NNClassifier(
+        (8,), batch_size=BATCH, max_iter=EPOCHS, random_state=SEED, alpha=0.01, **kw
+    )
+
+
+def weighted(out: Path) -> None:
+    from mpi4py import MPI
+
+    X, y = data()
+    clf = weighted_classifier(distributed=True).fit(X, y, sample_weight=weights())
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        np.savez(out, **{f"param:{k}": v for k, v in clf.params_.items()})
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["steps", "fit", "kill", "crash"])
+    parser.add_argument("mode", choices=["steps", "fit", "kill", "crash", "weighted"])
     parser.add_argument("out", type=Path)
     parser.add_argument("checkpoints", nargs="?")
     parser.add_argument("number", nargs="?", type=int)
@@ -130,6 +154,8 @@ def main(argv: list[str]) -> None:
         steps(args.out)
     elif args.mode == "fit":
         fit(args.out, args.checkpoints, args.number)
+    elif args.mode == "weighted":
+        weighted(args.out)
     else:
         fit(args.out, args.checkpoints, 50, die=(args.mode, args.number))
 

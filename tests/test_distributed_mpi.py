@@ -171,6 +171,21 @@ def test_every_rank_logs_the_whole_batchs_loss(ranks_run):
     assert str(read(out, "fused", "det", 0)["path"]).endswith(f"data-parallel on {k} ranks (mpi)")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_weighted_ranks_train_as_one_weighted_process(tmp_path, ranks):
+    """Sample weights on ranks: each rank's part of the batch weighs as in the whole batch
+    (scikit-learn's sum(w * loss) / sum(w) over the global batch), zero weights and a rank
+    with an empty part included."""
+    done = mpiexec(ranks, str(HERE / "distributed_worker.py"), "weighted", str(tmp_path / "w.npz"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    X, y = worker.data()
+    alone = worker.weighted_classifier().fit(X, y, sample_weight=worker.weights())
+    got = fitted(tmp_path / "w.npz")
+    for name, value in alone.params_.items():
+        np.testing.assert_allclose(got[f"param:{name}"], value, rtol=1e-4, atol=1e-5)
+
+
 # --- checkpoints: resumed on other rank counts, kept through a killed rank ------------------
 
 
