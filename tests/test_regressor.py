@@ -169,3 +169,20 @@ def test_a_classifier_setting_in_a_regressor_file_is_refused(tmp_path, friedman)
     save_network(tmp_path / "edited.safetensors", network, params, metadata=meta)
     with pytest.raises(ModelFileError, match=r"'output'.*not NNRegressor's"):
         anynet.load(tmp_path / "edited.safetensors")
+
+
+def test_a_weighted_split_scores_weighted_r2(friedman):
+    from sklearn.metrics import r2_score
+
+    from anynet.backends import derive_seed
+
+    Xtr, _, ytr, _ = friedman
+    w = np.linspace(0.0, 3.0, len(Xtr))
+    model = NNRegressor(
+        hidden_layer_sizes=(8,), max_iter=1, early_stopping=True, random_state=0
+    ).fit(Xtr, ytr, sample_weight=w)
+    _, X_val, _, y_val, _, w_val = train_test_split(
+        Xtr, ytr, w, test_size=0.1, random_state=derive_seed(0, 0, 3)
+    )
+    expected = r2_score(y_val, model.predict(X_val), sample_weight=w_val)
+    assert model.validation_scores_ == [pytest.approx(expected, abs=1e-5)]

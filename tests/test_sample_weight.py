@@ -234,3 +234,26 @@ def test_a_weight_of_2_is_a_sample_counted_twice_in_every_loss(loss):
     assert float(value) == pytest.approx(float(value_d), rel=1e-12)
     np.testing.assert_allclose(grad[0], grad_d[0] + grad_d[1], rtol=1e-12)
     np.testing.assert_allclose(grad[3], 0.0)
+
+
+def test_early_stopping_scores_the_split_with_its_weights(data):
+    """The held-out part keeps its samples' weights: the validation accuracy is scikit-learn's
+    weighted accuracy on it (one epoch, so the kept parameters are the scored ones)."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import train_test_split
+
+    from anynet.backends import derive_seed
+
+    X, y = data
+    w = np.linspace(0.0, 3.0, len(X))
+    clf = NNClassifier(
+        (7,), max_iter=1, early_stopping=True, validation_fraction=0.3, random_state=0
+    ).fit(X, y, sample_weight=w)
+    # the split the fit made: stratified, seeded from the run's seed (random_state=0)
+    _, X_val, _, y_val, _, w_val = train_test_split(
+        X, y, w, test_size=0.3, stratify=y, random_state=derive_seed(0, 0, 3)
+    )
+    expected = accuracy_score(y_val, clf.predict(X_val), sample_weight=w_val)
+    unweighted = accuracy_score(y_val, clf.predict(X_val))
+    assert clf.validation_scores_ == [pytest.approx(expected, abs=1e-6)]
+    assert expected != pytest.approx(unweighted)  # the weights do change the score here

@@ -300,7 +300,7 @@ class NNClassifier(ClassifierMixin, NetworkFit):
         scikit-learn: each batch's loss is the weighted average ``sum(w * loss) / sum(w)``
         (and ``alpha``'s penalty is divided by ``sum(w)``), so a weight of 2 counts a sample
         twice and 0 leaves it out. With ``early_stopping`` the weights are split with the
-        samples; the validation score is unweighted.
+        samples, and the validation accuracy and loss are weighted averages.
 
         ``validation_data=(X_val, y_val)`` records ``val_accuracy`` and ``val_loss`` in
         ``history_`` each epoch without changing how training runs (unlike
@@ -379,7 +379,7 @@ class NNClassifier(ClassifierMixin, NetworkFit):
         n_samples = X.shape[0]
         w = check_sample_weight(to_host(sample_weight), n_samples)
         w = class_weights(self.class_weight, self.classes_, codes, w)
-        X_val = y_val = None
+        X_val = y_val = w_val = None
         if self.early_stopping and not incremental:
             stratify = codes if np.bincount(codes).min() >= 2 else None
             split = train_test_split(
@@ -391,12 +391,12 @@ class NNClassifier(ClassifierMixin, NetworkFit):
                 random_state=derive_seed(seed, 0, 3),
             )
             X, X_val, codes, y_val = split[:4]
-            w = None if w is None else split[4]
+            w, w_val = (None, None) if w is None else split[4:]
         elif validation_data is not None:
             Xv, yv = validation_data
             self._check_image_shape(self._sample_shape(Xv))
             X_val, y_val = self._validate_X(Xv, reset=False), self._encode(np.asarray(yv))
-        return FitData(X, codes, X_val, y_val, n_samples, w)
+        return FitData(X, codes, X_val, y_val, n_samples, w, w_val)
 
     # --- data -------------------------------------------------------------------------------
 
@@ -407,7 +407,8 @@ class NNClassifier(ClassifierMixin, NetworkFit):
         return {"num_classes": len(self.classes_)}
 
     def _validator(self, step, loader, be, data):
-        return _validator(step, OUTPUTS[self.output][1], loader, be)
+        w = None if data.w_val is None else data.w_val.astype(self.dtype)
+        return _validator(step, OUTPUTS[self.output][1], loader, be, w)
 
     def _record_outputs(self) -> None:
         self.n_outputs_ = len(self.classes_)

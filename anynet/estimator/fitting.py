@@ -52,6 +52,7 @@ class FitData:
     y_val: np.ndarray | None
     n_samples: int  # before the validation split
     w: np.ndarray | None = None  # each training sample's weight (sample and class weights)
+    w_val: np.ndarray | None = None  # each validation sample's (early_stopping's split)
 
 
 class NetworkFit(CheckpointedRun, ImageInputs, NetworkEstimator):

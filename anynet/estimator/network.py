@@ -214,23 +214,34 @@ def log_probabilities(out: Any, link: str, xp: Any) -> Any:
     return out  # "exp": the network gives log-probabilities itself
 
 
-def validator(step: nn.Step, loss: str, loader: Any, be: Any) -> Any:
+def validator(step: nn.Step, loss: str, loader: Any, be: Any, sample_weight: Any = None) -> Any:
     """``validate(params) -> {'val_accuracy', 'val_loss'}`` over a loader, with one read from
-    the device; ``step`` computes the outputs (a fused step through its own stages)."""
+    the device; ``step`` computes the outputs (a fused step through its own stages).
+
+    With ``sample_weight`` (the samples' weights on the host, in the compute dtype and the
+    loader's order: it must not shuffle) both are weighted averages, as scikit-learn scores
+    a weighted validation split."""
     loss_fn = nn.step.get_loss(loss)
     xp = be.xp
+    w = None if sample_weight is None else be.asarray(sample_weight)
 
     def validate(params) -> dict[str, float]:
-        correct, total = [], []
+        correct, total, at = [], [], 0
         for Xb, yb in loader:
             out = step.predict(Xb, params)
-            value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
-            correct.append(xp.sum(xp.astype(xp.argmax(out, axis=1) == yb, xp.int64)))
+            hits = xp.argmax(out, axis=1) == yb
+            if w is None:
+                value, _ = loss_fn(out, yb, reduction="sum", xp=xp)
+                correct.append(xp.sum(xp.astype(hits, xp.int64)))
+            else:
+                wb, at = w[at : at + int(Xb.shape[0])], at + int(Xb.shape[0])
+                value, _ = loss_fn(out, yb, reduction="sum", xp=xp, sample_weight=wb)
+                correct.append(xp.sum(xp.astype(hits, wb.dtype) * wb))
             total.append(value)
         host = be.to_numpy(
             xp.stack([xp.astype(xp.stack(correct), total[0].dtype), xp.stack(total)])
         )
-        n = loader.n_samples
+        n = loader.n_samples if w is None else float(sample_weight.sum())
         return {"val_accuracy": float(host[0].sum()) / n, "val_loss": float(host[1].sum()) / n}
 
     return validate

@@ -242,7 +242,7 @@ class NNRegressor(RegressorMixin, NetworkFit):
         n_samples = X.shape[0]
         Y = self._targets_of(y, n_samples, first=not warm)
         w = check_sample_weight(to_host(sample_weight), n_samples)
-        X_val = Y_val = None
+        X_val = Y_val = w_val = None
         if self.early_stopping and not incremental:
             split = train_test_split(
                 X,
@@ -252,34 +252,39 @@ class NNRegressor(RegressorMixin, NetworkFit):
                 random_state=derive_seed(seed, 0, 3),
             )
             X, X_val, Y, Y_val = split[:4]
-            w = None if w is None else split[4]
+            w, w_val = (None, None) if w is None else split[4:]
         elif validation_data is not None:
             Xv, yv = validation_data
             self._check_image_shape(self._sample_shape(Xv))
             X_val = self._validate_X(Xv, reset=False)
             Y_val = self._targets_of(to_host(yv), len(X_val), first=False)
-        return FitData(X, Y, X_val, Y_val, n_samples, w)
+        return FitData(X, Y, X_val, Y_val, n_samples, w, w_val)
 
     def _targets(self) -> dict[str, Any]:
         return {"targets": "values"}
 
     def _validator(self, step, loader, be, data):
         """R² (scikit-learn's ``r2_score``, averaged over the outputs) and the mean loss, with
-        one read from the device per validation."""
+        one read from the device per validation; weighted by ``data.w_val`` if any."""
         _, loss, link = self._network()
         loss_fn, xp = nn.step.get_loss(loss), be.xp
-        Y = data.y_val
-        total = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+        Y, w_host = data.y_val, data.w_val
+        w_host = np.ones(len(Y)) if w_host is None else w_host
+        mean = np.average(Y, axis=0, weights=w_host)
+        total = (w_host[:, None] * (Y - mean) ** 2).sum(axis=0)
+        w = be.asarray(w_host.astype(self.dtype))
 
         def validate(params) -> dict[str, float]:
-            rows = []
+            rows, at = [], 0
             for Xb, Yb in loader:
                 out = step.predict(Xb, params)
-                value, _ = loss_fn(out, Yb, reduction="sum", xp=xp)
+                wb, at = w[at : at + int(Xb.shape[0])], at + int(Xb.shape[0])
+                value, _ = loss_fn(out, Yb, reduction="sum", xp=xp, sample_weight=wb)
                 diff = Yb - (xp.exp(out) if link == "exp" else out)
-                rows.append(xp.concat([xp.reshape(value, (1,)), xp.sum(diff * diff, axis=0)]))
+                residual = xp.sum(diff * diff * xp.reshape(wb, (-1, 1)), axis=0)
+                rows.append(xp.concat([xp.reshape(value, (1,)), residual]))
             host = be.to_numpy(xp.stack(rows)).astype(np.float64).sum(axis=0)
-            return {"val_r2": _r2(host[1:], total), "val_loss": float(host[0]) / len(Y)}
+            return {"val_r2": _r2(host[1:], total), "val_loss": float(host[0]) / w_host.sum()}
 
         return validate
 
