@@ -45,7 +45,7 @@ def add_train_data(group) -> None:
         metavar="F",
         help="hold out this fraction of the training data, stratified by class and drawn by "
         "--seed, for each epoch's validation metrics; the test set is then scored once, at "
-        f"the end. Default: {OWN_VALIDATION_FRACTION} with --data; 0 for Fashion-MNIST, "
+        f"the end; default {OWN_VALIDATION_FRACTION} with --data, 0 for Fashion-MNIST, "
         "whose epochs are then scored on its test set (as the README's results)",
     )
 
