@@ -11,6 +11,8 @@ name the flags the user typed, not the Python arguments behind them.
 - :mod:`~anynet.cli.arguments`: the argument types;
 - :mod:`~anynet.cli.outputs`: the paths a run will write, checked before its work;
 - :mod:`~anynet.cli.data`: Fashion-MNIST as ``--data-dir`` and ``--no-download`` say;
+- :mod:`~anynet.cli.own_data`: your own data (``--data``), its validation split, and new data
+  held to what a model was trained on;
 - :mod:`~anynet.cli.messages`: the library's argument names as the command's flags.
 """
 
