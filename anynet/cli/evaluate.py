@@ -9,7 +9,7 @@ from pathlib import Path
 from anynet.cli.arguments import BACKEND_HELP, DATA_DIR_HELP, HelpFormatter
 from anynet.cli.data import integer_labels, load_data
 from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
-from anynet.cli.own_data import own_scores
+from anynet.cli.own_data import model_format, own_scores, trained_words
 from anynet.errors import AnynetError
 
 #: The file ``--plots`` writes, in its folder.
@@ -67,6 +67,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = anynet.load(args.model, backend=args.backend)
     if args.data is not None:
         y, pred, NAMES = own_scores(clf, args.data)
+    elif model_format(clf) is not None:
+        raise AnynetError(
+            f"{args.model}: the model was trained with --data, on {trained_words(clf)}, not on "
+            "Fashion-MNIST: give --data, labelled data of that kind, to evaluate it on"
+        )
     else:
         _check_fashion_mnist_labels(args.model, clf.classes_)
         (X, y), source = load_data(args, ["test"])

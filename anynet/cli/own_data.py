@@ -250,7 +250,7 @@ def read_for_model(clf, path: Path, flag: str, labels: bool):
 
     want = model_format(clf)
     kind = _kind_for(path, flag)
-    trained = _trained_words(clf)
+    trained = trained_words(clf)
     if kind == "csv" and (want is None or want["kind"] != "csv"):
         raise AnynetError(
             f"{flag} {path}: a CSV table, and the model was trained on {trained}, without "
@@ -338,7 +338,8 @@ def _kind_for(path: Path, flag: str) -> str:
     )
 
 
-def _trained_words(clf) -> str:
+def trained_words(clf) -> str:
+    """What ``clf`` was trained on, in words: ``a table of 4 features, labels in 'kind'``."""
     want = model_format(clf)
     if want is None:
         return f"rows of {clf.n_features_in_} features (Fashion-MNIST's 28x28 images, or arrays)"
@@ -358,7 +359,7 @@ def _check_sample_shape(clf, path: Path, flag: str, shape: tuple[int, ...]) -> N
     if not ok:
         raise AnynetError(
             f"{flag} {path}: samples of shape {'x'.join(map(str, shape))}; the model was "
-            f"trained on {expected} ({_trained_words(clf)}): give data of that shape"
+            f"trained on {expected} ({trained_words(clf)}): give data of that shape"
         )
 
 
