@@ -3,6 +3,7 @@ sample weights, every backend, checkpoints and exact resume."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -186,3 +187,30 @@ def test_a_weighted_split_scores_weighted_r2(friedman):
     )
     expected = r2_score(y_val, model.predict(X_val), sample_weight=w_val)
     assert model.validation_scores_ == [pytest.approx(expected, abs=1e-5)]
+
+
+def test_sklearn_array_api_check_on_each_backend(backend):
+    """scikit-learn's own check that array-API input gives output of the same namespace."""
+    import os
+
+    from sklearn.utils.estimator_checks import check_array_api_input
+
+    if os.environ.get("SCIPY_ARRAY_API") != "1":
+        pytest.skip("needs SCIPY_ARRAY_API=1 before scikit-learn is imported (nox sets it)")
+    allow = contextlib.nullcontext()
+    name = backend.name
+    device = None if name == "array_api_strict" else str(backend.device)
+    if name == "array_api_strict":
+        import array_api_strict
+
+        # scikit-learn's r2_score (behind RegressorMixin.score) indexes with booleans, which
+        # conftest forbids for anynet's sake: allow it here only.
+        allow = array_api_strict.ArrayAPIStrictFlags(boolean_indexing=True)
+    with allow:
+        check_array_api_input(
+            "NNRegressor",
+            NNRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0),
+            array_namespace=name,
+            device_name=device,
+            dtype_name="float64",
+        )

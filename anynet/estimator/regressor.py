@@ -321,13 +321,18 @@ class NNRegressor(RegressorMixin, NetworkFit):
 
     def predict(self, X):
         """Predictions, shape ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``:
-        a float64 NumPy array for NumPy (or list) input, as scikit-learn's regressors give
-        (the values are the compute dtype's), else an array of the input's library."""
+        a NumPy array for NumPy (or list) input, else an array of the input's library, on its
+        device. As scikit-learn's regressors give them, they are float32 for float32 ``X`` and
+        float64 otherwise (the values are those of the compute ``dtype``)."""
+        float32 = str(getattr(X, "dtype", "")).endswith("float32")
         out, be, caller = self._forward(X)
         if self.n_outputs_ == 1:
             out = be.xp.reshape(out, (-1,))
         out = self._hand_back(out, be, caller)
-        return out.astype(np.float64, copy=False) if caller is None else out
+        if caller is None:
+            return out.astype(np.float32 if float32 else np.float64, copy=False)
+        xp = caller.xp
+        return xp.astype(out, xp.float32 if float32 else xp.float64)
 
     # --- scikit-learn plumbing --------------------------------------------------------------
 
