@@ -3,8 +3,9 @@
 It takes ``MLPRegressor``'s parameters (``loss='squared_error'`` or ``'poisson'``, multi-output
 ``y``) and fills its fitted attributes, with anynet's own as :class:`~anynet.NNClassifier`
 has them (backend, dtype, checkpoints, exact resume...): the fit itself is
-:class:`~anynet.estimator.fitting.NetworkFit`'s, shared with the classifier. Regression losses
-train on the generic step (the fused steps cover cross-entropy heads only).
+:class:`~anynet.estimator.fitting.NetworkFit`'s, shared with the classifier, and so is the
+choice of step: the fused CPU step where the network allows (its head takes both losses), the
+generic one elsewhere.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class NNRegressor(RegressorMixin, NetworkFit):
     Notes
     -----
     ``predict`` returns shape ``(n_samples,)`` when there is one output, as scikit-learn's, and
-    ``score`` is R². Training runs the generic step on every backend: the fused steps cover
-    cross-entropy heads only.
+    ``score`` is R². ``step_name_`` says which step trained: the fused one on the CPU for the
+    networks it covers, else the generic one.
     """
 
     _VAL_SCORE = "val_r2"

@@ -106,9 +106,9 @@ def fused_step(
 ) -> Any:
     """A :class:`~anynet.fast.fused.FusedStep` through ``ops``, or ``None`` where it does not
     apply: a model the stages do not cover (or whose stages ``ops``'s family does not
-    implement), a loss other than cross-entropy, an optimizer other than the built-in SGD, Adam
-    and AdamW with a constant learning rate, or parameters that are not all float32 or all
-    float64."""
+    implement), a loss other than cross-entropy, half squared error and Poisson, an optimizer
+    other than the built-in SGD, Adam and AdamW with a constant learning rate, or parameters
+    that are not all float32 or all float64."""
     from anynet.fast.fused import FusedStep
     from anynet.fast.stages import plan
 

@@ -147,7 +147,8 @@ class FusedStep(Step):
                 self._allocate(max(B, self.capacity), sample_shape)
             if X.dtype != self.theta.dtype or not X.flags.c_contiguous:
                 X = xp.ascontiguousarray(X, dtype=self.dtype)
-            if y.dtype != xp.int64 or not y.flags.c_contiguous:  # (str(dtype) costs 13 us)
+            labels = self.plan.head.labels  # else regression targets, cast by the head
+            if labels and (y.dtype != xp.int64 or not y.flags.c_contiguous):  # str(dtype): 13 us
                 y = xp.ascontiguousarray(y, dtype=xp.int64)
             stages, params, grads = self.plan.stages, self._params, self._grads
             h = X

@@ -121,6 +121,9 @@ class Linear:
 class CrossEntropyHead:
     """The loss on the last stage's output (logits), which becomes the loss's gradient."""
 
+    #: Its targets are int64 class labels.
+    labels = True
+
     def __init__(self, kind: str):
         self.kind = kind  # 'softmax' or 'sigmoid'
 
@@ -146,12 +149,34 @@ class CrossEntropyHead:
         return float(value) * scale
 
 
+class RegressionHead:
+    """A regression loss (``'half_squared_error'``, ``'poisson'``) on the last stage's output,
+    which becomes its gradient: the engine's own loss (the generic body) on the ops' arrays.
+    It is a few element-wise operations, a small part of a step: no kernel is needed."""
+
+    #: Its targets are real values of the output's shape, not labels.
+    labels = False
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._loss = engine_losses.LOSSES[kind]
+
+    def loss(
+        self, ops: Ops, Z: Array, y: Array, scale: float, sample_weight: Array | None = None
+    ) -> Any:
+        xp = ops.xp
+        how = {} if sample_weight is None else {"sample_weight": xp.asarray(sample_weight)}
+        value, dZ = self._loss(Z, xp.asarray(y, dtype=Z.dtype), reduction="sum", xp=xp, **how)
+        Z[...] = dZ * scale
+        return float(value) * scale
+
+
 @dataclass(frozen=True)
 class Plan:
     """A model as stages and a head."""
 
     stages: tuple[Any, ...]
-    head: CrossEntropyHead
+    head: CrossEntropyHead | RegressionHead
 
     @property
     def needs_rng(self) -> bool:
@@ -162,6 +187,8 @@ _HEADS = {
     "softmax_cross_entropy": "softmax",
     "nll": "softmax",
     "sigmoid_binary_cross_entropy": "sigmoid",
+    "half_squared_error": "half_squared_error",
+    "poisson": "poisson",
 }
 
 
@@ -170,7 +197,8 @@ def plan(model: Any, loss: Any) -> Plan | None:
     apply (the generic step runs those).
 
     Covered: a :class:`~anynet.nn.Sequential` whose last layer is a Dense giving the logits of
-    a cross-entropy (LogSoftmax then ``'nll'`` is softmax cross-entropy in two pieces), made of
+    a cross-entropy (LogSoftmax then ``'nll'`` is softmax cross-entropy in two pieces), or the
+    output of a regression loss (``'half_squared_error'``, ``'poisson'``), made of
 
     - Dense, Conv2D and BatchNorm layers, each followed by at most one activation of the table
       and, on flat features, one Dropout;
@@ -200,7 +228,9 @@ def plan(model: Any, loss: Any) -> Plan | None:
     last = stages[-1] if stages else None
     if not isinstance(last, Linear) or last.epilogue != Epilogue(last.epilogue.bias):
         return None  # the last stage must be a Dense giving the logits directly
-    return Plan(tuple(stages), CrossEntropyHead(_HEADS[loss]))
+    kind = _HEADS[loss]
+    head = RegressionHead(kind) if kind in engine_losses.LOSSES else CrossEntropyHead(kind)
+    return Plan(tuple(stages), head)
 
 
 def _tail(layers: list, k: int, *, dropout: bool) -> tuple[Any, float, float, int]:
