@@ -254,3 +254,32 @@ def test_the_fused_step_trains_regression_as_the_generic_one(loss, weighted):
         assert losses[0] == pytest.approx(losses[1], rel=1e-12)
     for k, value in steps[1].params.items():
         np.testing.assert_allclose(np.asarray(steps[0].params[k]), value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_one_step_from_the_same_weights_is_mlpregressors(friedman, loss):
+    """An outside oracle: from MLPRegressor's initial weights, one full-batch SGD step with
+    sample weights and alpha gives its loss and its new weights (the two initialize
+    differently, so the test starts both from scikit-learn's)."""
+    Xtr, _, ytr, _ = friedman
+    X, y = Xtr[:120], np.round(ytr[:120] / 5)
+    w = np.linspace(0.0, 3.0, len(X))  # sum(w) = 1.5 n: the penalty divides by it
+    kw = dict(
+        hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.01, momentum=0.0,
+        batch_size=len(X), shuffle=False, random_state=0, alpha=0.1,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # scikit-learn's weights after a step of rate 1e-300 (its initial ones, to rounding),
+        # then a step at the rate of kw (partial_fit keeps its first optimizer: set its rate)
+        theirs = MLPRegressor(loss, **{**kw, "learning_rate_init": 1e-300}, max_iter=1).fit(X, y)
+        ours = NNRegressor(loss, **kw, max_iter=1, dtype="float64").fit(X, y)
+        ours.coefs_ = [c.copy() for c in theirs.coefs_]
+        ours.intercepts_ = [b.copy() for b in theirs.intercepts_]
+        theirs._optimizer.learning_rate = kw["learning_rate_init"]
+        theirs.partial_fit(X, y, sample_weight=w)
+        ours.partial_fit(X, y, sample_weight=w)
+    assert ours.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=1e-10)
+    mine, its = ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_
+    for a, b in zip(mine, its, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
