@@ -257,3 +257,30 @@ def test_early_stopping_scores_the_split_with_its_weights(data):
     unweighted = accuracy_score(y_val, clf.predict(X_val))
     assert clf.validation_scores_ == [pytest.approx(expected, abs=1e-6)]
     assert expected != pytest.approx(unweighted)  # the weights do change the score here
+
+
+def test_one_classifier_step_from_the_same_weights_is_mlpclassifiers(data):
+    """An outside oracle: from MLPClassifier's initial weights, one full-batch SGD step with
+    sample weights (summing to 1.5 n) and alpha gives its loss and its new weights."""
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = data  # three classes: a softmax output in both
+    w = np.linspace(0.0, 3.0, len(X))
+    kw = dict(
+        hidden_layer_sizes=(7,), solver="sgd", learning_rate_init=0.05, momentum=0.0,
+        batch_size=len(X), shuffle=False, random_state=0, alpha=0.1, max_iter=1,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = MLPClassifier(**{**kw, "learning_rate_init": 1e-300}).fit(X, y)
+        ours = NNClassifier(**kw, dtype="float64").fit(X, y)
+        ours.coefs_ = [c.copy() for c in theirs.coefs_]
+        ours.intercepts_ = [b.copy() for b in theirs.intercepts_]
+        theirs._optimizer.learning_rate = kw["learning_rate_init"]  # its first optimizer's
+        theirs.partial_fit(X, y, sample_weight=w)
+        ours.partial_fit(X, y, sample_weight=w)
+    assert ours.step_name_ != "generic"  # the fused step
+    assert ours.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=1e-10)
+    mine, its = ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_
+    for a, b in zip(mine, its, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
