@@ -27,7 +27,7 @@ def trained_cnn(tmp_path_factory):
 @needs_data
 def test_train_cnn_says_what_it_trains_and_writes_a_cnn(trained_cnn):
     d, out = trained_cnn
-    said = "the default CNN (adam, lr 0.001 cosine, batch 128, 1 epochs, crops and flips)"
+    said = "the default CNN (adam, lr 0.001 cosine, batch 128, 1 epochs, flips)"
     assert said in out.stderr
     accuracy = float(out.stdout.split("test accuracy ")[1].split("%")[0]) / 100
     # 3,000 images are 24 steps: the batch norms' running variances (from 1, momentum 0.1)

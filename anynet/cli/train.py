@@ -57,7 +57,7 @@ DEFAULTS = {
         "augment": False,
     },
     "cnn": {
-        "epochs": 25,
+        "epochs": 30,
         "batch_size": 128,
         "lr": 1e-3,
         "lr_schedule": "cosine",
@@ -67,8 +67,10 @@ DEFAULTS = {
         "augment": True,
     },
 }
-#: The augmentation ``--augment`` turns on: 2 pixels of shift either way, and mirror images.
-AUGMENT_PADDING = 2
+#: The augmentation ``--augment`` turns on: mirror images, no shifts. Measured on the default CNN
+#: (bench/results/cnn_train_cpu_*.md): flips alone reached 93.52% in 25 epochs where 2-pixel
+#: crops and flips stayed at 93.09%; 28x28 clothes come centred, and the network underfit.
+AUGMENT_PADDING = 0
 
 
 def _per_model(name: str) -> str:
@@ -208,8 +210,8 @@ def add_train(subparsers) -> None:
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"random {AUGMENT_PADDING}-pixel shifts and mirror images of the training images, "
-        f"for --model cnn; {_per_model('augment')}",
+        help="random mirror images (left-right flips) of the training images, for --model cnn; "
+        f"{_per_model('augment')}",
     )
     g.add_argument(
         "--seed",
@@ -573,7 +575,7 @@ def _describe(clf, data) -> str:
 
     if clf.network == "cnn":
         what = "the default CNN"
-        how = ", crops and flips" if clf.augment is not None else ""
+        how = "" if clf.augment is None else (", crops and flips" if clf.augment.padding else ", flips")
     else:
         sizes = (data.X[0].size, *clf.hidden_layer_sizes, len(np.unique(data.y)))
         what = "-".join(str(s) for s in sizes)

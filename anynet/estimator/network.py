@@ -116,9 +116,11 @@ def default_cnn(
     """The default convolutional network (``network='cnn'``, ``anynet train --model cnn``).
 
     Three blocks of a 3x3 convolution (32, 64 and 128 channels, ``'same'`` padding, no bias:
-    the batch norm's shift is one), batch norm, ReLU and 2x2 max-pooling, then dropout and one
-    Dense layer to the logits. For 1x28x28 images: 28 -> 14 -> 7 -> 3, 1,152 features and
-    about 104,000 parameters; images must be 8x8 or larger.
+    the batch norm's shift is one), batch norm, ReLU and 2x2 max-pooling, then dropout, a
+    hidden Dense layer of 256 ReLU units and the Dense layer to the logits. For 1x28x28 images:
+    28 -> 14 -> 7 -> 3, 1,152 features and 390,634 trained parameters (three quarters of them
+    in the hidden layer, which costs 4% of the arithmetic: without it the network underfit);
+    images must be 8x8 or larger.
     """
     C, H, W = image_shape
     if H < 8 or W < 8:
@@ -138,7 +140,7 @@ def default_cnn(
     layers.append(nn.Flatten())
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
-    layers.append(_dense(128 * (H // 8) * (W // 8), n_out, init))
+    layers += [_dense(128 * (H // 8) * (W // 8), 256, init), nn.ReLU(), _dense(256, n_out, init)]
     return layers
 
 
