@@ -575,7 +575,8 @@ def _describe(clf, data) -> str:
 
     if clf.network == "cnn":
         what = "the default CNN"
-        how = "" if clf.augment is None else (", crops and flips" if clf.augment.padding else ", flips")
+        shifts = clf.augment is not None and clf.augment.padding
+        how = "" if clf.augment is None else (", crops and flips" if shifts else ", flips")
     else:
         sizes = (data.X[0].size, *clf.hidden_layer_sizes, len(np.unique(data.y)))
         what = "-".join(str(s) for s in sizes)
