@@ -249,3 +249,44 @@ def test_each_rank_on_a_node_takes_its_own_gpu(spec, local, expected):
     from anynet.distributed import rank_device
 
     assert rank_device(spec, local, count=4) == expected
+
+
+# --- each rank's share of the cores ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"])
+def test_a_thread_count_the_user_set_stands(variable):
+    from anynet.distributed.launch import share_cores
+
+    assert share_cores(None, {variable: "3"}) is None
+
+
+@pytest.mark.parametrize("ranks_on_the_node", [1, 2, 64])
+def test_ranks_share_their_nodes_cores_between_their_blas_threads(ranks_on_the_node):
+    """Every rank starting a BLAS thread per core made 2 ranks on 2 cores 15x slower."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed")
+    import os
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from anynet.distributed.launch import share_cores
+
+    class Node:  # MPI's Split_type(COMM_TYPE_SHARED) of a node with this many ranks
+        def Get_size(self):
+            return ranks_on_the_node
+
+        def Free(self):
+            pass
+
+    class World:
+        def Split_type(self, kind):
+            return Node()
+
+    if not any(pool["user_api"] == "blas" for pool in threadpool_info()):
+        pytest.skip("no BLAS library that threadpoolctl can limit")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with threadpool_limits(limits=None):  # gives back the library's threads afterwards
+        threads = share_cores(World(), {})
+        assert threads == max(1, cores // ranks_on_the_node)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert all(p["num_threads"] == threads for p in blas)

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 
 from anynet.distributed.communicator import Communicator, DistributedError
 
-__all__ = ["LAUNCHER_SIZE_VARIABLES", "launched_size", "local_rank", "rank_device", "world"]
+__all__ = [
+    "LAUNCHER_SIZE_VARIABLES",
+    "THREAD_VARIABLES",
+    "launched_size",
+    "local_rank",
+    "rank_device",
+    "share_cores",
+    "world",
+]
 
 #: What each launcher sets to the number of processes it started: MPICH's and Intel MPI's
 #: Hydra and Slurm's ``srun --mpi=pmi2`` (``PMI_SIZE``), Open MPI's ``mpirun``
@@ -46,7 +54,8 @@ def launched_size(environ: Mapping[str, str] | None = None) -> int | None:
 def world(*, deterministic: bool = False, backend=None, environ=None) -> Communicator:
     """The job's communicator, for ``backend``'s arrays (NCCL between CuPy GPUs where cupy has
     it, else MPI: :func:`~anynet.distributed.communicator_for`), after checking that MPI sees
-    the world the launcher started.
+    the world the launcher started, and with this rank's BLAS threads limited to its share of
+    the node's cores (:func:`share_cores`).
 
     Raises
     ------
@@ -77,7 +86,37 @@ def world(*, deterministic: bool = False, backend=None, environ=None) -> Communi
             "mpiexec of mpi4py's MPI (python -c 'import mpi4py; print(mpi4py.get_config())' "
             "names it), or with srun --mpi=pmix"
         )
+    share_cores(MPI.COMM_WORLD, environ)
     return communicator_for(backend, deterministic=deterministic)
+
+
+#: Thread counts a user may set; any of them set means the user chose, and anynet leaves it.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_cores(mpi_comm, environ: Mapping[str, str] | None = None) -> int | None:
+    """Limit this rank's BLAS threads to its share of its node's cores (the cores it may run
+    on, divided by the ranks on the node, at least 1), as ``torchrun`` sets one OpenMP thread
+    per process; returns that count, or ``None`` where one of :data:`THREAD_VARIABLES` is set
+    (the user's choice stands).
+
+    Without it every rank starts a BLAS thread per core: measured with 2 ranks on 2 cores,
+    an MLP epoch took 23.2 s instead of 1.5 s, the threads waiting on each other."""
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name, "").strip() for name in THREAD_VARIABLES):
+        return None
+    from mpi4py import MPI
+    from threadpoolctl import threadpool_limits
+
+    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        ranks_here = node.Get_size()
+    finally:
+        node.Free()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // ranks_here)
+    threadpool_limits(limits=threads, user_api="blas")
+    return threads
 
 
 def local_rank(comm: Communicator) -> int:
