@@ -38,7 +38,8 @@ RESULTS = Path(__file__).parent / "results"
 #: The networks of the other rows: ``python -m bench``'s MLP, and ``--network cnn``'s CNN.
 NETWORKS = {
     "mlp": "784-256-128-64-10 ReLU MLP, Adam (lr 1e-3)",
-    "cnn": "anynet's default CNN (3x conv-BN-ReLU-pool, 32/64/128 channels), Adam (lr 1e-3)",
+    "cnn": "anynet's default CNN (3x conv-BN-ReLU-pool, 32/64/128 channels, Dense 256, Dense), "
+    "Adam (lr 1e-3)",
 }
 #: Networks to project onto: bandwidth in bytes/s, latency in seconds per message.
 LINKS = {
