@@ -379,3 +379,15 @@ def test_the_data_format_survives_save_and_load(tmp_path):
     clf.data_format_ = {"kind": "csv", "columns": ["a", "b"], "target": "t"}
     with pytest.raises(ValueError, match="not 3 distinct names"):
         anynet.save(clf, tmp_path / "bad.safetensors")
+
+
+def test_a_regressor_model_is_refused_by_evaluate_and_predict(tmp_path, capsys):
+    """anynet.load returns NNRegressor models too; the commands report classes, and said so
+    only through a traceback deep in predict."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
+    model, data = tmp_path / "r.safetensors", tmp_path / "r.npz"
+    anynet.save(anynet.NNRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X, y), model)
+    np.savez(data, X=X, y=y)
+    for argv in (["evaluate", str(model), "--data", str(data)], ["predict", str(model), str(data)]):
+        refused(capsys, argv, str(model), "holds an NNRegressor, not a classifier", ".predict(X)")

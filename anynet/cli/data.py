@@ -119,3 +119,18 @@ def class_names(classes) -> list[str]:
     if integer_labels(classes) == list(range(len(NAMES))):
         return list(NAMES)
     return [str(c) for c in classes]
+
+
+def load_classifier(path: Path, backend: str | None):
+    """The classifier in the model file at ``path`` (the ``MODEL`` argument); a regressor's
+    file is refused by name: ``evaluate`` and ``predict`` report classes."""
+    import anynet
+
+    model = anynet.load(path, backend=backend)
+    if not isinstance(model, anynet.NNClassifier):
+        raise AnynetError(
+            f"{path} holds an {type(model).__name__}, not a classifier: anynet evaluate and "
+            "predict report classes. Use it from Python: anynet.load(path).predict(X), "
+            ".score(X, y)"
+        )
+    return model

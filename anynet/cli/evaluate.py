@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from anynet.cli.arguments import BACKEND_HELP, DATA_DIR_HELP, HelpFormatter
-from anynet.cli.data import integer_labels, load_data
+from anynet.cli.data import integer_labels, load_classifier, load_data
 from anynet.cli.outputs import Place, check_apart, check_can_plot, check_output
 from anynet.cli.own_data import model_format, own_scores, trained_words
 from anynet.errors import AnynetError
@@ -49,7 +49,6 @@ def add_evaluate(subparsers) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import anynet
     from anynet import metrics
     from anynet.datasets import FASHION_MNIST_CLASSES as NAMES
 
@@ -64,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data is not None and (args.data_dir is not None or args.no_download):
         given = "--data-dir" if args.data_dir is not None else "--no-download"
         raise AnynetError(f"{given} is for Fashion-MNIST; with --data, leave out {given}")
-    clf = anynet.load(args.model, backend=args.backend)
+    clf = load_classifier(args.model, args.backend)
     if args.data is not None:
         y, pred, NAMES = own_scores(clf, args.data)
     elif model_format(clf) is not None:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from anynet.cli.arguments import BACKEND_HELP, HelpFormatter, positive_int
-from anynet.cli.data import class_names
+from anynet.cli.data import class_names, load_classifier
 from anynet.cli.own_data import as_model_input, images_in, model_format, read_for_model
 from anynet.errors import AnynetError
 
@@ -254,9 +254,7 @@ def _transparent_colour(im, values, name: str):
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import anynet
-
-    clf = anynet.load(args.model, backend=args.backend)
+    clf = load_classifier(args.model, args.backend)
     own = model_format(clf) is not None  # trained with --data: its own kinds of input
     if own and args.invert:
         raise AnynetError("--invert is for Fashion-MNIST's kind of images; leave it out")
