@@ -41,7 +41,7 @@ def test_the_default_cnn_learns_digits_from_images(digits):
         "ReLU",
         "MaxPool2D",
     ]
-    assert clf.n_layers_ == 5  # input, three convolutions, one Dense
+    assert clf.n_layers_ == 6  # input, three convolutions, the hidden and the output Dense
     # the running statistics were trained, and are part of the fitted model
     assert not np.allclose(clf.params_["1.mean"], 0.0)
 
