@@ -12,6 +12,7 @@ import gzip
 import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -341,3 +342,25 @@ def test_idx_of_one_image_and_of_many_chunks(model, tmp_path):
     for i in (0, _CHUNK - 1, _CHUNK, len(images) - 1):
         name = anynet.datasets.FASHION_MNIST_CLASSES[expected[i]]
         assert lines[1 + i].startswith(f"{tmp_path / 'many.idx'}[{i}]: {name}  ("), lines[1 + i]
+
+
+def test_a_reader_that_went_away_ends_predict_quietly(model, tmp_path):
+    """``anynet predict ... | head -1``: once head has its line, the rest is nobody's; predict
+    used to end with 'error: [Errno 32] Broken pipe'. Here stdout is a pipe whose reading end
+    is closed before predict writes, so its first write fails."""
+    from PIL import Image
+
+    image = save(tmp_path, "a.png", Image.fromarray(picture()))
+    script = (
+        "import os, sys\n"
+        "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+        "from anynet.cli import main\n"
+        f"sys.exit(main(['predict', {model!r}, {str(image)!r}]))\n"
+    )
+    env = {**os.environ, "ANYNET_BACKEND": "numpy"}
+    env.pop("ANYNET_DEBUG", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 141, out.stderr
+    assert out.stderr == ""

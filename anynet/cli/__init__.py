@@ -108,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = show_warning
             return COMMANDS[args.command][1](args)
+    except BrokenPipeError:
+        # The reader went away (`anynet predict ... | head`): what it wanted it has. Point
+        # stdout at nothing, so that Python's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command a pipe ended
     except (AnynetError, ValueError, OSError) as exc:
         # Bad input ends as one error line; ANYNET_DEBUG=1 keeps the traceback for developers.
         if os.environ.get("ANYNET_DEBUG"):
