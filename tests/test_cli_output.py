@@ -7,22 +7,9 @@ import re
 
 import pytest
 from cli_helpers import anynet_cmd
-
-import anynet
-from anynet.datasets import load_fashion_mnist
+from test_train_cli import needs_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-def have_data() -> bool:
-    try:
-        load_fashion_mnist("test", download=False)
-    except anynet.AnynetError:
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed here")
 
 
 def _help_entries(parser) -> dict[str, str]:

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import pytest
 from cli_helpers import anynet_cmd
+from test_train_cli import needs_data
 
 import anynet
-from anynet.datasets import load_fashion_mnist
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-def have_data() -> bool:
-    try:
-        load_fashion_mnist("test", download=False)
-    except anynet.AnynetError:
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed here")
 QUICK = ["--limit", "500", "--epochs", "1", "--hidden", "8", "--quiet", "--solver", "sgd"]
 
 
